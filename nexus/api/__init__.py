@@ -1,0 +1,1 @@
+"""HTTP routers: parse, authenticate, render responses and errors."""

@@ -1,0 +1,1 @@
+"""Backends: what kinds exist, and (later) their live state."""

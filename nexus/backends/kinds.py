@@ -1,0 +1,105 @@
+"""Every backend type Nexus knows: where it runs, its default privacy zone, how requests reach it
+and how its health is probed.
+
+Local types speak OpenAI's wire format (Ollama through its ``/v1`` endpoints) and are served by the
+byte relay. ``openai`` is cloud but relayed too. ``anthropic``, ``google`` and every other provider
+id LiteLLM knows are cloud and translated through LiteLLM.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import orjson
+
+
+class Location(StrEnum):
+    LOCAL = "local"
+    CLOUD = "cloud"
+
+
+class Zone(StrEnum):
+    RESTRICTED = "restricted"
+    OPEN = "open"
+
+
+class Transport(StrEnum):
+    RELAY = "relay"
+    TRANSLATED = "translated"
+
+
+class ProbeStyle(StrEnum):
+    OLLAMA = "ollama"  # GET /api/tags (+ POST /api/show)
+    OPENAI = "openai"  # GET /v1/models
+    ANTHROPIC = "anthropic"  # GET /v1/models with x-api-key
+    GOOGLE = "google"  # GET /v1beta/models with x-goog-api-key
+    STATIC = "static"  # the configured model list; healthy when the key is present
+
+
+@dataclass(frozen=True, slots=True)
+class BackendKind:
+    """What a ``[[backends]] type`` means. Cloud kinds need ``api_key_env``."""
+
+    name: str
+    location: Location
+    transport: Transport
+    probe: ProbeStyle
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.location is Location.CLOUD
+
+    @property
+    def default_zone(self) -> Zone:
+        return Zone.OPEN if self.is_cloud else Zone.RESTRICTED
+
+
+def _local(name: str, probe: ProbeStyle = ProbeStyle.OPENAI) -> BackendKind:
+    return BackendKind(name, Location.LOCAL, Transport.RELAY, probe)
+
+
+BUILTIN_KINDS: dict[str, BackendKind] = {
+    kind.name: kind
+    for kind in (
+        _local("ollama", ProbeStyle.OLLAMA),
+        _local("vllm"),
+        _local("llamacpp"),
+        _local("lmstudio"),
+        _local("exo"),
+        _local("generic"),
+        BackendKind("openai", Location.CLOUD, Transport.RELAY, ProbeStyle.OPENAI),
+        BackendKind("anthropic", Location.CLOUD, Transport.TRANSLATED, ProbeStyle.ANTHROPIC),
+        BackendKind("google", Location.CLOUD, Transport.TRANSLATED, ProbeStyle.GOOGLE),
+    )
+}
+
+
+def kind_of(type_name: str) -> BackendKind | None:
+    """The kind for a configured type (case-insensitive), or None when Nexus does not know it.
+
+    Types other than the built-in ones are accepted when LiteLLM knows them as a provider id;
+    they are cloud, translated, and probed from their configured model list.
+    """
+    name = type_name.strip().lower()
+    if name in BUILTIN_KINDS:
+        return BUILTIN_KINDS[name]
+    if name in litellm_provider_ids():
+        return BackendKind(name, Location.CLOUD, Transport.TRANSLATED, ProbeStyle.STATIC)
+    return None
+
+
+@functools.cache
+def litellm_provider_ids() -> frozenset[str]:
+    """Provider ids listed in LiteLLM's bundled provider table, read as data (no litellm import)."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or spec.origin is None:
+        return frozenset()
+    table = Path(spec.origin).parent / "provider_endpoints_support_backup.json"
+    if not table.is_file():
+        return frozenset()
+    providers = orjson.loads(table.read_bytes()).get("providers", {})
+    return frozenset(str(name).lower() for name in providers)

@@ -1,0 +1,193 @@
+"""Load the configuration once, at the edge: TOML file < ``NEXUS_*`` environment < CLI flags.
+
+Every problem becomes one line naming where it came from (the file, or the environment variable
+or flag that set the value), the key path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nexus.config.checks import key_path
+from nexus.config.model import NexusConfig
+from nexus.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("nexus.toml")
+
+#: Settings that both an environment variable (``NEXUS_<NAME>``) and a CLI flag can set.
+OVERRIDABLE: dict[str, tuple[str, str]] = {
+    "host": ("server", "host"),
+    "port": ("server", "port"),
+    "log_level": ("logging", "level"),
+    "log_format": ("logging", "format"),
+    "discovery": ("discovery", "enabled"),
+    "health_check": ("health_check", "enabled"),
+}
+
+
+class EnvOverrides(BaseSettings):
+    """The ``NEXUS_*`` environment variables of contract section 1, read as text; the settings
+    tree validates them like any other value."""
+
+    model_config = SettingsConfigDict(env_prefix="NEXUS_", extra="ignore", frozen=True)
+
+    config: str | None = None
+    host: str | None = None
+    port: str | None = None
+    log_level: str | None = None
+    log_format: str | None = None
+    discovery: str | None = None
+    health_check: str | None = None
+
+
+def config_path(explicit: Path | None) -> tuple[Path, bool]:
+    """The file to load and whether the user named it (flag or ``NEXUS_CONFIG``)."""
+    if explicit is not None:
+        return explicit, True
+    from_env = EnvOverrides().config
+    if from_env:
+        return Path(from_env), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_config(path: Path | None = None, *, cli: Mapping[str, Any] | None = None) -> NexusConfig:
+    """Load, merge and validate the configuration.
+
+    ``path`` None means ``NEXUS_CONFIG`` or ``./nexus.toml``; a missing default file is zero-config,
+    a missing file named explicitly is an error. ``cli`` maps names of :data:`OVERRIDABLE` to flag
+    values (None = not given). Raises :class:`ConfigError` with one line per problem.
+    """
+    file, explicit = config_path(path)
+    raw = _read_toml(file, explicit)
+    origins: dict[tuple[str | int, ...], str] = {}
+    env = EnvOverrides()
+    for name, section_key in OVERRIDABLE.items():
+        value = getattr(env, name)
+        if value is not None:
+            _set(raw, section_key, value, origins, f"environment NEXUS_{name.upper()}")
+    for name, value in (cli or {}).items():
+        if value is not None:
+            _set(raw, OVERRIDABLE[name], value, origins, "--" + name.replace("_", "-"))
+    try:
+        return NexusConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, str(file), origins)) from None
+
+
+def _read_toml(file: Path, explicit: bool) -> dict[str, Any]:
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError([f"{file}: file not found"]) from None
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{file}: TOML syntax error: {exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{file}: cannot be read: {exc}"]) from None
+
+
+def _set(
+    raw: dict[str, Any],
+    section_key: tuple[str, str],
+    value: Any,
+    origins: dict[tuple[str | int, ...], str],
+    origin: str,
+) -> None:
+    section, key = section_key
+    table = raw.setdefault(section, {})
+    if isinstance(table, dict):
+        table[key] = value
+        origins[section_key] = origin
+
+
+def _problems(
+    exc: ValidationError, file: str, origins: Mapping[tuple[str | int, ...], str]
+) -> list[str]:
+    lines: list[str] = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        where = origins.get(loc, file)
+        if not loc and error["type"] == "value_error":  # cross-field rules, already one per line
+            lines += [f"{where}: {line}" for line in _message(error).splitlines()]
+        else:
+            lines.append(f"{where}: {key_path(*loc)}: {_detail(error, loc)}")
+    return lines
+
+
+def _message(error: Any) -> str:
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict | list | tuple):
+        return f"a {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _detail(error: Any, loc: tuple[str | int, ...]) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        allowed = ", ".join(_parent_model(loc[:-1]).model_fields)
+        return f"unknown key (allowed here: {allowed})"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{_show(value)} is not allowed ({_range(_field_at(loc))})"
+    if kind in ("literal_error", "enum"):
+        return f"{_show(value)} is not allowed ({ctx.get('expected', '')})"
+    if kind == "string_pattern_mismatch":
+        return f"{_show(value)} is not allowed (must match {ctx.get('pattern')})"
+    if kind == "value_error":
+        return _message(error)
+    message = str(error["msg"])
+    return f"{_show(value)} is not allowed ({message[:1].lower()}{message[1:]})"
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _walk(loc: tuple[str | int, ...]) -> tuple[type[BaseModel], FieldInfo | None]:
+    """The model that holds the last field of ``loc``, and that field's info."""
+    model: type[BaseModel] = NexusConfig
+    info: FieldInfo | None = None
+    for part in loc:
+        if isinstance(part, str) and part in model.model_fields:
+            info = model.model_fields[part]
+            model = _inner_model(info.annotation) or model
+    return model, info
+
+
+def _parent_model(loc: tuple[str | int, ...]) -> type[BaseModel]:
+    return _walk(loc)[0]
+
+
+def _field_at(loc: tuple[str | int, ...]) -> FieldInfo | None:
+    return _walk(loc)[1]
+
+
+def _range(info: FieldInfo | None) -> str:
+    bounds: dict[str, Any] = {}
+    for item in info.metadata if info else ():
+        for name in ("ge", "gt", "le", "lt"):
+            if getattr(item, name, None) is not None:
+                bounds[name] = getattr(item, name)
+    if "ge" in bounds and "le" in bounds:
+        return f"{bounds['ge']} to {bounds['le']}"
+    words = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+    return ", ".join(f"{words[name]} {bound}" for name, bound in bounds.items()) or "out of range"

@@ -1,0 +1,240 @@
+"""The settings tree of ``nexus.toml`` (contract section 1): frozen, unknown keys rejected, every
+field described and bounded. Cross-field rules live in :mod:`nexus.config.checks`.
+
+API keys never appear here: a backend names the environment variable that holds its key
+(``api_key_env``); :mod:`nexus.config.credentials` reads it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from nexus.backends.kinds import BackendKind, Zone, kind_of
+from nexus.config.checks import semantic_problems
+
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+EnvVarName = Annotated[str, Field(pattern=ENV_VAR_PATTERN, max_length=128)]
+ModelName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+class Section(BaseModel):
+    """Base of every section: immutable, and unknown keys are errors, never ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=False)
+
+
+class ServerConfig(Section):
+    host: str = Field("0.0.0.0", min_length=1, max_length=255, description="Bind address.")
+    port: int = Field(8000, ge=1, le=65535, description="Listen port.")
+    request_timeout_seconds: float = Field(
+        300.0, gt=0, le=86400, description="Whole-request limit for one upstream attempt (504)."
+    )
+    connect_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, description="TCP/TLS connect limit; a failed connect fails over."
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, le=1024**3, description="Larger request bodies get 413."
+    )
+    api_keys_env: EnvVarName | None = Field(
+        None, description="Env var holding comma-separated client keys required on /v1/*."
+    )
+
+
+def _with_trailing_dot(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(v if not isinstance(v, str) or v.endswith(".") else v + "." for v in value)
+    return value
+
+
+class DiscoveryConfig(Section):
+    enabled: bool = Field(True, description="Browse mDNS for local backends.")
+    service_types: Annotated[
+        tuple[Annotated[str, Field(pattern=r"^_[A-Za-z0-9-]+\._(tcp|udp)\.local\.$")], ...],
+        BeforeValidator(_with_trailing_dot),
+    ] = Field(
+        ("_ollama._tcp.local.", "_llm._tcp.local."),
+        max_length=16,
+        description="mDNS service types to browse (a trailing '.' is added).",
+    )
+    grace_period_seconds: int = Field(
+        60, ge=0, le=86400, description="How long a vanished service stays before removal."
+    )
+
+
+class HealthCheckConfig(Section):
+    enabled: bool = Field(True, description="Probe backends in the background.")
+    interval_seconds: float = Field(30.0, ge=1, le=3600, description="Seconds between probes.")
+    timeout_seconds: float = Field(5.0, gt=0, le=300, description="Limit of one probe.")
+    failure_threshold: int = Field(
+        3, ge=1, le=100, description="Consecutive failures before a backend is unhealthy."
+    )
+    recovery_threshold: int = Field(
+        2, ge=1, le=100, description="Consecutive successes before it is healthy again."
+    )
+
+
+class Strategy(StrEnum):
+    SMART = "smart"
+    ROUND_ROBIN = "round_robin"
+    PRIORITY_ONLY = "priority_only"
+    RANDOM = "random"
+
+
+class WeightsConfig(Section):
+    priority: int = Field(50, ge=0, le=100, description="Weight of the backend's priority.")
+    load: int = Field(30, ge=0, le=100, description="Weight of its in-flight load.")
+    latency: int = Field(20, ge=0, le=100, description="Weight of its latency.")
+
+
+def _privacy(value: Any) -> Any:
+    value = _lower(value)
+    return "open" if value == "unrestricted" else value  # the reference project's spelling
+
+
+class PolicyConfig(Section):
+    model_pattern: str = Field(
+        min_length=1, max_length=256, description="Glob matched against the resolved model."
+    )
+    privacy: Annotated[Zone, BeforeValidator(_privacy)] = Field(
+        Zone.OPEN, description="'restricted' keeps matching requests on restricted backends."
+    )
+    min_tier: int | None = Field(None, ge=1, le=5, description="Minimum backend tier.")
+
+
+class RoutingConfig(Section):
+    strategy: Annotated[Strategy, BeforeValidator(_lower)] = Field(
+        Strategy.SMART, description="How candidates are ordered."
+    )
+    max_retries: int = Field(
+        2, ge=0, le=10, description="Further attempts on other candidates after a failure."
+    )
+    weights: WeightsConfig = Field(default_factory=WeightsConfig, description="Smart weights.")
+    aliases: dict[ModelName, ModelName] = Field(
+        default_factory=dict, description="alias -> model; chains up to 3 hops."
+    )
+    fallbacks: dict[ModelName, tuple[ModelName, ...]] = Field(
+        default_factory=dict, description="model -> models tried in order when it cannot serve."
+    )
+    policies: tuple[PolicyConfig, ...] = Field(
+        (), max_length=1000, description="Traffic policies; the first match wins."
+    )
+
+
+LogLevel = Literal["trace", "debug", "info", "warning", "error", "critical"]
+
+
+def _log_level(value: Any) -> Any:
+    value = _lower(value)
+    return "warning" if value == "warn" else value
+
+
+class LoggingConfig(Section):
+    level: Annotated[LogLevel, BeforeValidator(_log_level)] = Field(
+        "info", description="Lowest level written."
+    )
+    format: Annotated[Literal["pretty", "json"], BeforeValidator(_lower)] = Field(
+        "pretty", description="'json' writes one JSON object per line."
+    )
+
+
+class PriceConfig(Section):
+    input_per_1k: float = Field(ge=0, le=1000, description="USD per 1,000 input tokens.")
+    output_per_1k: float = Field(ge=0, le=1000, description="USD per 1,000 output tokens.")
+
+
+def _known_type(value: Any) -> Any:
+    if isinstance(value, str) and kind_of(value) is None:
+        raise ValueError(
+            f"{value!r} is not a known backend type (local: ollama, vllm, llamacpp, lmstudio, "
+            "exo, generic; cloud: openai, anthropic, google, or a LiteLLM provider id)"
+        )
+    return _lower(value)
+
+
+def _http_url(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        scheme, sep, rest = value.partition("://")
+        if scheme.lower() not in ("http", "https") or not sep or not rest.strip("/"):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+        return value.rstrip("/")
+    return value
+
+
+class BackendConfig(Section):
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:@/+-]*$",
+        description="Unique; shown in headers, errors, CLI and metrics.",
+    )
+    url: Annotated[str, BeforeValidator(_http_url)] = Field(
+        max_length=2048, description="Base URL, with or without the API version path."
+    )
+    type: Annotated[str, BeforeValidator(_known_type)] = Field(description="Backend type.")
+    api_key_env: EnvVarName | None = Field(
+        None, description="Env var holding the API key (required for cloud types)."
+    )
+    zone: Annotated[Zone, BeforeValidator(_lower)] = Field(
+        Zone.RESTRICTED, description="Privacy zone; by default local restricted, cloud open."
+    )
+    tier: int = Field(1, ge=1, le=5, description="Capability tier.")
+    priority: int = Field(50, ge=0, le=10000, description="Lower is preferred.")
+    models: tuple[ModelName, ...] | None = Field(
+        None, max_length=10000, description="Fixed model list; only these are routed here."
+    )
+    max_concurrent: int | None = Field(
+        None, ge=1, le=1_000_000, description="In-flight limit; at the limit it is skipped."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zone_by_type(cls, data: Any) -> Any:
+        """Without an explicit zone, local types are restricted and cloud types open."""
+        if (
+            isinstance(data, dict)
+            and data.get("zone") is None
+            and isinstance(data.get("type"), str)
+        ):
+            kind = kind_of(data["type"])
+            if kind is not None:
+                data = {**data, "zone": kind.default_zone}
+        return data
+
+    @property
+    def kind(self) -> BackendKind:
+        kind = kind_of(self.type)
+        assert kind is not None, "validated at load"
+        return kind
+
+
+class NexusConfig(Section):
+    """The whole configuration. ``NexusConfig()`` is the zero-config default."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP server.")
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig, description="mDNS.")
+    health_check: HealthCheckConfig = Field(
+        default_factory=HealthCheckConfig, description="Background probing."
+    )
+    routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Routing rules.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
+    pricing: dict[ModelName, PriceConfig] = Field(
+        default_factory=dict, description="USD price overrides per model."
+    )
+    backends: tuple[BackendConfig, ...] = Field(
+        (), max_length=10000, description="Statically configured backends."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NexusConfig:
+        problems = semantic_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self

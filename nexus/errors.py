@@ -1,0 +1,116 @@
+"""The exception tree of Nexus and the one place that renders errors as the OpenAI envelope.
+
+::
+
+    NexusError                      base; carries an HTTP status and an OpenAI error type/code
+    ├── ConfigError                 invalid configuration: one message per problem (exit code 2)
+    ├── RoutingError                no backend can serve the request (404 / 503 with context)
+    └── UpstreamError               a backend failed; ``retryable`` drives failover
+        ├── UpstreamTimeout         504
+        ├── UpstreamRateLimited     429, with ``retry_after``
+        ├── UpstreamAuthError       401/403 from the backend: its credential was rejected
+        └── UpstreamBadResponse     the backend answered something that is not a valid response
+
+Failover reads ``exc.retryable``, never message text. Messages never contain API keys or request
+content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class NexusError(Exception):
+    """Base of every error Nexus raises on purpose."""
+
+    status: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(NexusError):
+    """The configuration cannot be used. ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = tuple(problems)
+
+
+class RoutingError(NexusError):
+    """No backend can serve the request; ``context`` is the 503 body's actionable context."""
+
+    status = 503
+    error_type = "service_unavailable"
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, context: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.context = context
+
+
+class UpstreamError(NexusError):
+    """A backend failed. ``retryable`` says whether another candidate may be tried."""
+
+    status = 502
+    error_type = "upstream_error"
+    retryable = True
+
+    def __init__(self, message: str, *, backend: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.backend = backend
+        if status is not None:
+            self.status = status
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    error_type = "gateway_timeout"
+    code = "gateway_timeout"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, backend: str, retry_after: float | None = None) -> None:
+        super().__init__(message, backend=backend)
+        self.retry_after = retry_after
+
+
+class UpstreamAuthError(UpstreamError):
+    status = 503
+    error_type = "service_unavailable"
+    code = "backend_auth_failed"
+
+
+class UpstreamBadResponse(UpstreamError):
+    status = 502
+    error_type = "upstream_error"
+    code = "bad_upstream_response"
+
+
+def error_body(
+    message: str,
+    *,
+    error_type: str,
+    code: str | None = None,
+    param: str | None = None,
+    context: dict[str, Any] | None = None,
+) -> bytes:
+    """Render the OpenAI error envelope ``{"error": {message, type, param, code}}`` as bytes.
+
+    ``context`` (the actionable 503 context) is added as a sibling of ``error`` when given.
+    """
+    body: dict[str, Any] = {
+        "error": {"message": message, "type": error_type, "param": param, "code": code}
+    }
+    if context is not None:
+        body["context"] = context
+    return orjson.dumps(body)

@@ -1,0 +1,33 @@
+"""Shared fixtures: a clean NEXUS_* environment and a helper that writes config files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_nexus_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's NEXUS_* variables."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("NEXUS_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    """Write ``text`` to a fresh ``nexus.toml`` and return its path."""
+
+    def write(text: str, name: str = "nexus.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
