@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import uvicorn
 from loguru import logger
 
@@ -24,6 +27,7 @@ def run(config: NexusConfig) -> None:
         server.port,
         len(config.backends),
     )
+    _exit_zero_after_drain()
     uvicorn.run(
         app,
         host=server.host,
@@ -35,3 +39,15 @@ def run(config: NexusConfig) -> None:
         timeout_graceful_shutdown=DRAIN_SECONDS,
         limit_max_requests=None,
     )
+
+
+def _exit_zero_after_drain() -> None:
+    """uvicorn drains on SIGINT/SIGTERM, restores the previous handlers and re-raises the signal,
+    which would kill the process with -15. With no-op handlers in place the re-raised signal is
+    absorbed, and a drained gateway exits 0 as the contract says."""
+
+    def absorb(_signal: int, _frame: FrameType | None) -> None:
+        return None
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, absorb)
