@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 import pytest
@@ -64,8 +65,9 @@ def test_healthcheck_command_really_checks_health(tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict:
-    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return loaded
 
 
 def test_compose_mounts_config_read_only_and_passes_keys(compose) -> None:
