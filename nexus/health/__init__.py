@@ -1,0 +1,1 @@
+"""Health: probes, the pure transition function, and the loop that drives them."""
