@@ -1,0 +1,136 @@
+"""The registry: membership, probes, passive outcomes, in-flight counts and snapshots."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus.backends.kinds import Zone
+from nexus.backends.registry import Registry
+from nexus.backends.state import Failure, ModelInfo, ProbeResult, Status
+from nexus.config.model import BackendConfig
+from nexus.health.transitions import SUCCESS, Outcome, Thresholds
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def backend(name: str = "gpu", **extra: object) -> BackendConfig:
+    return BackendConfig.model_validate(
+        {"name": name, "url": f"http://127.0.0.1:1/{name}", "type": "vllm", **extra}
+    )
+
+
+def healthy_probe(*models: str, latency: float = 10.0) -> ProbeResult:
+    return ProbeResult(ok=True, latency_ms=latency, models=tuple(ModelInfo(m) for m in models))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def registry(clock: Clock) -> Registry:
+    return Registry(
+        [backend("gpu", tier=3, priority=5), backend("cpu")],
+        thresholds=Thresholds(failure=2, recovery=2),
+        clock=clock,
+        wall_clock=lambda: 1_700_000_000.0,
+    )
+
+
+def test_snapshot_keeps_configuration_order_and_fields(registry: Registry) -> None:
+    snapshot = registry.snapshot()
+    assert [b.name for b in snapshot.backends] == ["gpu", "cpu"]
+    gpu = snapshot.by_name("gpu")
+    assert gpu is not None
+    assert (gpu.tier, gpu.priority, gpu.zone, gpu.status) == (3, 5, Zone.RESTRICTED, Status.UNKNOWN)
+    assert snapshot.taken_at == 100.0
+
+
+def test_probe_sets_status_models_latency_and_times(registry: Registry) -> None:
+    registry.record_probe("gpu", healthy_probe("llama3", "qwen"), next_probe_at=130.0)
+    gpu = registry.snapshot().by_name("gpu")
+    assert gpu is not None
+    assert gpu.status is Status.HEALTHY
+    assert list(gpu.models) == ["llama3", "qwen"]
+    assert gpu.latency_ms == 10.0
+    assert (gpu.last_check, gpu.next_probe_at) == (1_700_000_000.0, 130.0)
+
+
+def test_failed_probe_keeps_previous_models(registry: Registry) -> None:
+    registry.record_probe("gpu", healthy_probe("llama3"), next_probe_at=0)
+    failed = ProbeResult.failed(Failure.REFUSED, "connection refused")
+    registry.record_probe("gpu", failed, next_probe_at=0)
+    gpu = registry.snapshot().by_name("gpu")
+    assert gpu is not None
+    assert gpu.status is Status.UNHEALTHY
+    assert gpu.last_error == "connection refused"
+    assert list(gpu.models) == ["llama3"]
+
+
+def test_latency_is_a_moving_average_of_probes_and_requests(registry: Registry) -> None:
+    registry.record_probe("gpu", healthy_probe("m", latency=100.0), next_probe_at=0)
+    registry.record_outcome("gpu", SUCCESS, latency_ms=200.0)
+    gpu = registry.snapshot().by_name("gpu")
+    assert gpu is not None and gpu.latency_ms == pytest.approx(120.0)
+
+
+def test_passive_refusal_takes_a_backend_out_at_once(registry: Registry) -> None:
+    registry.record_probe("gpu", healthy_probe("m"), next_probe_at=0)
+    changed = registry.record_outcome("gpu", Outcome(Failure.REFUSED, "connection refused"))
+    assert changed is Status.UNHEALTHY
+    assert registry.record_outcome("gpu", Outcome(Failure.REFUSED, "again")) is None
+    gpu = registry.snapshot().by_name("gpu")
+    assert gpu is not None and gpu.status is Status.UNHEALTHY
+
+
+def test_rate_limit_cools_down(registry: Registry, clock: Clock) -> None:
+    registry.record_probe("gpu", healthy_probe("m"), next_probe_at=0)
+    registry.record_outcome("gpu", Outcome(Failure.RATE_LIMITED, "429", retry_after=3))
+    gpu = registry.snapshot().by_name("gpu")
+    assert gpu is not None
+    assert gpu.cooling_down(clock.now + 2.9) and not gpu.cooling_down(clock.now + 3.0)
+
+
+def test_in_flight_counts_on_every_path(registry: Registry) -> None:
+    with registry.in_flight("gpu"), registry.in_flight("gpu"):
+        gpu = registry.snapshot().by_name("gpu")
+        assert gpu is not None and gpu.in_flight == 2
+    with pytest.raises(RuntimeError), registry.in_flight("gpu"):
+        raise RuntimeError("upstream broke")
+    gpu = registry.snapshot().by_name("gpu")
+    assert gpu is not None and gpu.in_flight == 0
+
+
+def test_snapshot_is_cached_until_a_change(registry: Registry) -> None:
+    first = registry.snapshot()
+    assert registry.snapshot() is first
+    registry.record_outcome("cpu", SUCCESS)
+    assert registry.snapshot() is not first
+
+
+def test_add_and_remove_discovered(registry: Registry) -> None:
+    registry.add(backend("studio"), discovered=True)
+    names = [b.name for b in registry.snapshot().backends]
+    assert names == ["gpu", "cpu", "studio"]
+    studio = registry.snapshot().by_name("studio")
+    assert studio is not None and studio.discovered
+    assert "http://127.0.0.1:1/studio" in registry.urls()
+    registry.remove("studio")
+    assert "studio" not in registry
+    registry.record_probe("studio", healthy_probe("m"), next_probe_at=0)  # late probe: ignored
+    assert "studio" not in registry
+
+
+def test_snapshot_models_cannot_be_mutated(registry: Registry) -> None:
+    registry.record_probe("gpu", healthy_probe("m"), next_probe_at=0)
+    gpu = registry.snapshot().by_name("gpu")
+    assert gpu is not None
+    with pytest.raises(TypeError):
+        gpu.models["x"] = ModelInfo("x")  # type: ignore[index]
