@@ -1,0 +1,1 @@
+"""Upstream transports: the byte relay (OpenAI-compatible backends) and LiteLLM (translated)."""
