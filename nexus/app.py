@@ -1,21 +1,32 @@
-"""The application factory. State lives on the app, never in module globals."""
+"""The application factory. State lives on the app, never in module globals; background work
+(probes, discovery) starts and stops in the lifespan."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from loguru import logger
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nexus import __version__
-from nexus.api import health
+from nexus.api import admin, health, models
+from nexus.backends.registry import Registry
+from nexus.backends.state import ProbeResult
 from nexus.config import NexusConfig
+from nexus.config.model import BackendConfig
+from nexus.discovery import MdnsDiscovery
 from nexus.errors import error_body
+from nexus.health.checker import HealthChecker
+from nexus.health.probes import ShowCache, probe_all
+from nexus.health.transitions import Thresholds
 
 JSON = "application/json"
 
@@ -25,16 +36,84 @@ def create_app(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.monotonic,
+    environ: Mapping[str, str] | None = None,
 ) -> FastAPI:
-    """Build the gateway for ``config``. ``transport`` and ``clock`` are seams for tests."""
-    app = FastAPI(title="Nexus", version=__version__, docs_url=None, redoc_url=None)
+    """Build the gateway for ``config``. ``transport``, ``clock`` and ``environ`` (where API
+    keys are read) are seams for tests."""
+    app = FastAPI(
+        title="Nexus", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan
+    )
+    checks = config.health_check
     app.state.config = config
     app.state.transport = transport
     app.state.clock = clock
+    app.state.environ = environ
     app.state.started_at = clock()
-    app.include_router(health.router)
+    app.state.registry = Registry(
+        config.backends,
+        thresholds=Thresholds(checks.failure_threshold, checks.recovery_threshold),
+        clock=clock,
+    )
+    for module in (health, admin, models):
+        app.include_router(module.router)
     _install_error_handlers(app)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state = app.state
+    config: NexusConfig = state.config
+    timeout = httpx.Timeout(
+        config.server.request_timeout_seconds, connect=config.server.connect_timeout_seconds
+    )
+    async with httpx.AsyncClient(transport=state.transport, timeout=timeout) as client:
+        state.client = client
+        cache = ShowCache()
+
+        async def probe(backends: Sequence[BackendConfig]) -> dict[str, ProbeResult]:
+            return await probe_all(
+                backends,
+                client,
+                timeout=config.health_check.timeout_seconds,
+                environ=state.environ,
+                show_cache=cache,
+            )
+
+        state.checker = HealthChecker(
+            state.registry,
+            probe,
+            interval=config.health_check.interval_seconds,
+            enabled=config.health_check.enabled,
+            clock=state.clock,
+        )
+        state.checker.start()
+        discovery = _discovery(state)
+        await discovery.start()
+        try:
+            yield
+        finally:
+            await discovery.stop()
+            await state.checker.stop()
+
+
+def _discovery(state: State) -> MdnsDiscovery:
+    """mDNS discovery feeding the registry; a discovered backend is probed at once."""
+    registry: Registry = state.registry
+    tasks: set[asyncio.Task[None]] = set()
+
+    def added(backend: BackendConfig) -> None:
+        registry.add(backend, discovered=True)
+        task = asyncio.get_running_loop().create_task(state.checker.probe([backend]))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return MdnsDiscovery(
+        state.config.discovery,
+        on_added=added,
+        on_removed=registry.remove,
+        registered=lambda: {backend.name: backend.url for backend in registry.configs()},
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:

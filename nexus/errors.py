@@ -5,8 +5,9 @@
     NexusError                      base; carries an HTTP status and an OpenAI error type/code
     ├── ConfigError                 invalid configuration: one message per problem (exit code 2)
     ├── RoutingError                no backend can serve the request (404 / 503 with context)
-    └── UpstreamError               a backend failed; ``retryable`` drives failover
-        ├── UpstreamTimeout         504
+    └── UpstreamError               a backend failed (5xx); ``retryable`` drives failover
+        ├── UpstreamUnreachable     connect refused / timed out: nothing reached it
+        ├── UpstreamTimeout         no answer in time: 504
         ├── UpstreamRateLimited     429, with ``retry_after``
         ├── UpstreamAuthError       401/403 from the backend: its credential was rejected
         └── UpstreamBadResponse     the backend answered something that is not a valid response
@@ -20,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
+from nexus.backends.state import Failure
 
 
 class NexusError(Exception):
@@ -55,45 +58,68 @@ class RoutingError(NexusError):
 
 
 class UpstreamError(NexusError):
-    """A backend failed. ``retryable`` says whether another candidate may be tried."""
+    """A backend failed. ``retryable`` says whether another candidate may be tried; ``failure``
+    feeds passive health; ``body``/``content_type`` keep the backend's own error answer so it can
+    be passed through when no retry is left."""
 
     status = 502
     error_type = "upstream_error"
+    code: str | None = "upstream_error"
+    failure = Failure.SERVER_ERROR
     retryable = True
 
-    def __init__(self, message: str, *, backend: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str,
+        status: int | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.backend = backend
         if status is not None:
             self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.retry_after = retry_after
+
+
+class UpstreamUnreachable(UpstreamError):
+    """Connect refused, DNS failure or connect timeout: nothing reached the backend."""
+
+    code = "backend_unreachable"
+    failure = Failure.REFUSED
 
 
 class UpstreamTimeout(UpstreamError):
     status = 504
     error_type = "gateway_timeout"
     code = "gateway_timeout"
+    failure = Failure.TIMEOUT
 
 
 class UpstreamRateLimited(UpstreamError):
     status = 429
     error_type = "rate_limit_error"
     code = "rate_limit_exceeded"
-
-    def __init__(self, message: str, *, backend: str, retry_after: float | None = None) -> None:
-        super().__init__(message, backend=backend)
-        self.retry_after = retry_after
+    failure = Failure.RATE_LIMITED
 
 
 class UpstreamAuthError(UpstreamError):
+    """The backend rejected Nexus's credential (401/403), or the key is missing."""
+
     status = 503
     error_type = "service_unavailable"
     code = "backend_auth_failed"
+    failure = Failure.AUTH
 
 
 class UpstreamBadResponse(UpstreamError):
-    status = 502
-    error_type = "upstream_error"
     code = "bad_upstream_response"
+    failure = Failure.BAD_RESPONSE
 
 
 def error_body(

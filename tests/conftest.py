@@ -9,6 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: The fake upstreams (fake_ollama, fake_openai, fake_anthropic, fake_gemini, start_fake, ...).
+pytest_plugins = ["tests.fakes.fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_nexus_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

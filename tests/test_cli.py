@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from nexus import __version__
-from nexus.cli import app, example_config
+from nexus.cli import app
+from nexus.cli.config_cmds import example_config
 from tests.conftest import REPO
 
 runner = CliRunner()

@@ -1,15 +1,19 @@
-"""``GET /health``: liveness. Always 200 while the process serves; the body says how well."""
+"""``GET /health`` (liveness: always 200 while serving) and ``GET /health/ready`` (200 when at
+least one backend is healthy, else 503 with the same body)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
 from nexus import __version__
+from nexus.backends.state import Snapshot, Status
 
-router = APIRouter()
+router = APIRouter(tags=["health"])
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
 
@@ -20,6 +24,15 @@ class BackendCounts:
     healthy: int
     unhealthy: int
 
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> BackendCounts:
+        statuses = [backend.status for backend in snapshot.backends]
+        return cls(
+            total=len(statuses),
+            healthy=statuses.count(Status.HEALTHY),
+            unhealthy=statuses.count(Status.UNHEALTHY),
+        )
+
 
 def overall_status(counts: BackendCounts) -> HealthStatus:
     """healthy: every backend healthy; degraded: some; unhealthy: none (or none configured)."""
@@ -28,7 +41,18 @@ def overall_status(counts: BackendCounts) -> HealthStatus:
     return "healthy" if counts.healthy == counts.total else "degraded"
 
 
-def health_body(counts: BackendCounts, *, uptime_seconds: float, models: int) -> dict[str, Any]:
+def served_models(snapshot: Snapshot) -> set[str]:
+    """Distinct model ids on healthy backends."""
+    return {
+        model
+        for backend in snapshot.backends
+        if backend.status is Status.HEALTHY
+        for model in backend.models
+    }
+
+
+def health_body(snapshot: Snapshot, *, uptime_seconds: float) -> dict[str, Any]:
+    counts = BackendCounts.of(snapshot)
     return {
         "status": overall_status(counts),
         "version": __version__,
@@ -38,13 +62,22 @@ def health_body(counts: BackendCounts, *, uptime_seconds: float, models: int) ->
             "healthy": counts.healthy,
             "unhealthy": counts.unhealthy,
         },
-        "models": models,
+        "models": len(served_models(snapshot)),
     }
+
+
+def _body(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    return health_body(state.registry.snapshot(), uptime_seconds=state.clock() - state.started_at)
 
 
 @router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
-    state = request.app.state
-    # Until a backend has been probed healthy it is not counted as healthy.
-    counts = BackendCounts(total=len(state.config.backends), healthy=0, unhealthy=0)
-    return health_body(counts, uptime_seconds=state.clock() - state.started_at, models=0)
+    return _body(request)
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> Response:
+    body = _body(request)
+    status = 200 if body["backends"]["healthy"] > 0 else 503
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")

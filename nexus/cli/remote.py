@@ -1,0 +1,110 @@
+"""Commands that ask a *running* gateway over HTTP: ``backends list``, ``models``, ``health``.
+
+Each prints a table, or the gateway's JSON with ``--json``. An unreachable gateway is one line on
+stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import typer
+from rich.table import Table
+
+from nexus.cli.output import fail, out
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="NEXUS_URL", help="The running gateway's base URL.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+backends_app = typer.Typer(help="Show the backends of a running gateway.", no_args_is_help=True)
+
+
+def fetch(url: str, path: str, *, ok_statuses: tuple[int, ...] = (200,)) -> Any:
+    """GET ``path`` from the gateway at ``url`` and return its JSON, or exit 1 with one line."""
+    target = url.rstrip("/") + path
+    try:
+        response = httpx.get(target, timeout=10.0)
+    except httpx.TransportError as exc:
+        raise fail(f"cannot reach Nexus at {url}: {_cause(exc)}") from None
+    if response.status_code not in ok_statuses:
+        raise fail(f"{target} answered HTTP {response.status_code}")
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise fail(f"{target} did not answer JSON; is it a Nexus gateway?") from None
+
+
+def _cause(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused or host unknown (is `nexus serve` running?)"
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer within 10 s"
+    return type(exc).__name__
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+STATUS_STYLE = {"healthy": "green", "unhealthy": "red", "unknown": "yellow"}
+
+
+@backends_app.command("list")
+def backends_list(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+    """List backends with status, zone, tier, models and latency."""
+    data = fetch(url, "/v1/backends")
+    if as_json:
+        return print_json(data)
+    table = Table("Name", "Type", "URL", "Status", "Zone", "Tier", "Models", "In flight", "Latency")
+    for b in data["data"]:
+        status = f"[{STATUS_STYLE.get(b['status'], 'white')}]{b['status']}[/]"
+        latency = "-" if b["latency_ms"] is None else f"{b['latency_ms']:.0f} ms"
+        row = (b["name"], b["type"], b["url"], status, b["zone"], str(b["tier"]))
+        table.add_row(*row, str(len(b["models"])), str(b["in_flight"]), latency)
+    out.print(table)
+    for b in data["data"]:
+        if b["status"] != "healthy" and b["last_error"]:
+            out.print(f"{b['name']}: {b['last_error']}", markup=False)
+
+
+def models(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+    """List the models available on healthy backends."""
+    data = fetch(url, "/v1/models")
+    if as_json:
+        return print_json(data)
+    table = Table("Model", "Backends", "Context", "Capabilities")
+    for m in data["data"]:
+        context = "-" if m.get("context_length") is None else f"{m['context_length']:,}"
+        capabilities = ", ".join(m.get("capabilities", [])) or "-"
+        table.add_row(m["id"], ", ".join(m.get("backends", [])), context, capabilities)
+    out.print(table)
+
+
+def health(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+    """Show the gateway's health: status, version, uptime, backends and models."""
+    data = fetch(url, "/health")
+    if as_json:
+        return print_json(data)
+    minutes, seconds = divmod(int(data["uptime_seconds"]), 60)
+    hours, minutes = divmod(minutes, 60)
+    style = {"healthy": "green", "degraded": "yellow"}.get(data["status"], "red")
+    backends = data["backends"]
+    out.print(f"Status:   [{style}]{data['status']}[/]")
+    out.print(f"Version:  {data['version']}")
+    out.print(f"Uptime:   {hours}h {minutes}m {seconds}s")
+    out.print(f"Backends: {backends['healthy']}/{backends['total']} healthy")
+    out.print(f"Models:   {data['models']} available")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the top-level ``nexus`` app."""
+    app.add_typer(backends_app, name="backends")
+    app.command("models")(models)
+    app.command("health")(health)
