@@ -20,16 +20,17 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """One model a backend serves, with what it can do. ``None`` context length = unknown."""
+    """One model a backend serves, with what it can do. ``None`` means unknown: an unknown
+    capability is not held against the model (the backend is tried), a known ``False`` is."""
 
     id: str
     context_length: int | None = None
-    vision: bool = False
-    tools: bool = False
-    json_mode: bool = False
+    vision: bool | None = None
+    tools: bool | None = None
+    json_mode: bool | None = None
 
     def capabilities(self) -> list[str]:
-        """Capability names, for JSON output."""
+        """Names of the capabilities known to be supported, for JSON output."""
         flags = (("vision", self.vision), ("tools", self.tools), ("json_mode", self.json_mode))
         return [name for name, on in flags if on]
 

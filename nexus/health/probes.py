@@ -83,10 +83,15 @@ def guess_model(model_id: str, kind: str, context_length: int | None = None) -> 
     return ModelInfo(
         id=model_id,
         context_length=context_length,
-        vision=any(marker in name for marker in _VISION),
-        tools=any(marker in name for marker in _TOOLS),
-        json_mode=kind in _JSON_SERVERS or any(marker in name for marker in _JSON),
+        vision=_known(any(marker in name for marker in _VISION)),
+        tools=_known(any(marker in name for marker in _TOOLS)),
+        json_mode=_known(kind in _JSON_SERVERS or any(marker in name for marker in _JSON)),
     )
+
+
+def _known(found: bool) -> bool | None:
+    """A name heuristic can say "yes", never "no": without a marker the capability is unknown."""
+    return True if found else None
 
 
 class ShowCache:

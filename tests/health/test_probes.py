@@ -101,9 +101,10 @@ async def test_ollama_models_capabilities_and_context(fake_ollama, client) -> No
     assert result.ok and result.failure is None and result.error is None
     assert ids(result) == ["llama3.1:8b", "llava:7b", "phi3:mini"]
     models = by_id(result)
-    assert models["llama3.1:8b"] == ModelInfo("llama3.1:8b", 131072, tools=True, json_mode=True)
-    assert models["llava:7b"] == ModelInfo("llava:7b", 4096, vision=True, json_mode=True)
-    assert models["phi3:mini"] == ModelInfo("phi3:mini", None, json_mode=True)
+    # Ollama 0.6+ reports capabilities: what it does not list is known to be unsupported.
+    assert models["llama3.1:8b"] == ModelInfo("llama3.1:8b", 131072, False, True, True)
+    assert models["llava:7b"] == ModelInfo("llava:7b", 4096, True, False, True)
+    assert models["phi3:mini"] == ModelInfo("phi3:mini", None, False, False, True)
     assert [r.json() for r in fake_ollama.requests_to("/api/show", "POST")] == [
         {"model": "llama3.1:8b"},
         {"model": "llava:7b"},
@@ -178,9 +179,9 @@ async def test_ollama_without_capabilities_field_uses_heuristics(fake_ollama, cl
     fake_ollama.show_capabilities = False  # Ollama before 0.6
     fake_ollama.set_models(FakeModel("llava:7b", 4096), FakeModel("nous-hermes2:10.7b", 4096))
     result = await run(backend("ollama", fake_ollama.url), client)
-    assert by_id(result)["llava:7b"] == ModelInfo("llava:7b", 4096, vision=True, json_mode=True)
+    assert by_id(result)["llava:7b"] == ModelInfo("llava:7b", 4096, True, None, True)
     hermes = by_id(result)["nous-hermes2:10.7b"]
-    assert hermes.tools and not hermes.vision and hermes.context_length == 4096
+    assert hermes.tools and hermes.vision is None and hermes.context_length == 4096
 
 
 async def test_ollama_url_with_v1_is_probed_at_its_root(fake_ollama, client) -> None:
@@ -195,7 +196,7 @@ async def test_ollama_configured_model_matches_its_latest_tag(fake_ollama, clien
     config = backend("ollama", fake_ollama.url, models=["llama3", "absent:1"])
     result = await run(config, client)
     assert ids(result) == ["llama3", "absent:1"]
-    assert by_id(result)["llama3"] == ModelInfo("llama3", 8192, tools=True, json_mode=True)
+    assert by_id(result)["llama3"] == ModelInfo("llama3", 8192, False, True, True)
     assert [r.json() for r in fake_ollama.requests_to("/api/show")] == [{"model": "llama3:latest"}]
 
 

@@ -1,0 +1,35 @@
+"""Routing: what a request needs (:mod:`.requirements`), the administrator's rules
+(:mod:`.policy`), and the pure planner (:mod:`.planner`) that turns both and a backend snapshot
+into a :class:`RoutePlan` or a :class:`Rejection`.
+"""
+
+from nexus.routing.planner import plan
+from nexus.routing.policy import Constraint, RoutingPolicy
+from nexus.routing.reasons import Role, RouteReason, SkipReason
+from nexus.routing.requirements import (
+    InvalidRequest,
+    RequestKind,
+    Requirements,
+    TierMode,
+    requirements_from,
+)
+from nexus.routing.route import Candidate, Decision, Rejection, RoutePlan, Stage
+
+__all__ = [
+    "Candidate",
+    "Constraint",
+    "Decision",
+    "InvalidRequest",
+    "Rejection",
+    "RequestKind",
+    "Requirements",
+    "Role",
+    "RouteReason",
+    "RoutePlan",
+    "RoutingPolicy",
+    "SkipReason",
+    "Stage",
+    "TierMode",
+    "plan",
+    "requirements_from",
+]

@@ -1,0 +1,154 @@
+"""Human words for routing decisions: one detail per skipped backend, and the message of a 404
+or 503 that says which tier, zone, capability or health problem left nothing to serve.
+Pure; never includes request content beyond the model name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from nexus.backends.state import BackendView
+from nexus.routing.reasons import Role, SkipReason
+
+if TYPE_CHECKING:
+    from nexus.routing.requirements import Requirements
+    from nexus.routing.route import Stage
+
+#: How many names a message lists before "and N more".
+LISTED = 5
+
+_CAPABILITY_WORDS = {
+    SkipReason.NO_VISION: "vision (image input)",
+    SkipReason.NO_TOOLS: "tool calling",
+    SkipReason.NO_JSON_MODE: "JSON mode",
+}
+
+
+def backend_json(backend: BackendView) -> dict[str, Any]:
+    return {
+        "backend": backend.name,
+        "type": backend.kind.name,
+        "location": backend.kind.location.value,
+        "zone": backend.zone.value,
+        "tier": backend.tier,
+        "priority": backend.priority,
+        "status": backend.status.value,
+        "in_flight": backend.in_flight,
+        "max_concurrent": backend.max_concurrent,
+        "latency_ms": None if backend.latency_ms is None else round(backend.latency_ms, 1),
+    }
+
+
+def decision_json(
+    backend: BackendView,
+    skip: SkipReason | None,
+    stage: Stage,
+    requirements: Requirements,
+    now: float,
+) -> dict[str, Any]:
+    return {
+        **backend_json(backend),
+        "decision": "kept" if skip is None else "skipped",
+        "reason": None if skip is None else skip.value,
+        "detail": None if skip is None else skip_detail(backend, skip, stage, requirements, now),
+    }
+
+
+def skip_detail(
+    backend: BackendView,
+    skip: SkipReason,
+    stage: Stage,
+    requirements: Requirements,
+    now: float,
+) -> str:
+    """One short phrase: why ``backend`` could not serve ``stage.model``."""
+    if skip is SkipReason.UNKNOWN_MODEL:
+        return f"does not list model {stage.model!r}"
+    if skip is SkipReason.PRIVACY_ZONE:
+        return f"zone {backend.zone.value}; the request must stay on restricted backends"
+    if skip is SkipReason.TIER:
+        return f"tier {backend.tier}; tier {stage.min_tier} or higher is required"
+    if skip in _CAPABILITY_WORDS:
+        return f"model {stage.model!r} here lacks {_CAPABILITY_WORDS[skip]}"
+    if skip is SkipReason.CONTEXT_LENGTH:
+        return (
+            f"context length {_window(backend, stage.model)} < {requirements.input_tokens} tokens"
+        )
+    return availability_detail(backend, skip, now)
+
+
+def availability_detail(backend: BackendView, skip: SkipReason, now: float) -> str:
+    if skip is SkipReason.UNHEALTHY:
+        return "unhealthy" + (f": {backend.last_error}" if backend.last_error else "")
+    if skip is SkipReason.HEALTH_UNKNOWN:
+        return "not yet confirmed healthy"
+    if skip is SkipReason.COOLING_DOWN:
+        left = math.ceil((backend.cooldown_until or now) - now)
+        return f"cooling down after a rate limit ({left} s left)"
+    return f"at capacity ({backend.in_flight}/{backend.max_concurrent} in flight)"
+
+
+def names(items: Sequence[str], limit: int = LISTED) -> str:
+    """``a, b, c`` or ``a, b, c and 4 more``."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
+
+
+def unknown_model_message(requested: str, available_models: Sequence[str]) -> str:
+    listed = names(available_models, limit=20) if available_models else "none right now"
+    return (
+        f"The model {requested!r} does not exist: no backend lists it and it is not an alias "
+        f"or fallback of this gateway. Available models: {listed}"
+    )
+
+
+def unavailable_message(
+    requirements: Requirements, stages: Sequence[Stage], substitute_tier: int | None, now: float
+) -> str:
+    """Why nothing can serve the request: one sentence per kind of problem, per stage."""
+    parts = [f"No backend can serve model {requirements.model!r} now."]
+    for stage in stages:
+        label = "Model" if stage.role is Role.REQUESTED else stage.role.value.capitalize()
+        parts.extend(
+            f"{label} {stage.model!r} {problem}." for problem in _stage_problems(stage, now)
+        )
+    if substitute_tier is not None:
+        parts.append(
+            f"Flexible mode found no other model on a backend of tier {substitute_tier} or higher "
+            "that meets the other requirements."
+        )
+    return " ".join(parts)
+
+
+def _stage_problems(stage: Stage, now: float) -> list[str]:
+    if not stage.decisions:
+        return ["is not listed by any backend"]
+    by_reason: dict[SkipReason, list[BackendView]] = {}
+    for decision in stage.decisions:
+        if decision.skip is not None:
+            by_reason.setdefault(decision.skip, []).append(decision.backend)
+    return [_problem(skip, backends, stage, now) for skip, backends in by_reason.items()]
+
+
+def _problem(skip: SkipReason, backends: list[BackendView], stage: Stage, now: float) -> str:
+    if skip is SkipReason.PRIVACY_ZONE:
+        listed = names([f"{b.name} ({b.zone.value})" for b in backends])
+        return f"must stay on restricted backends; backends with it: {listed}"
+    if skip is SkipReason.TIER:
+        listed = names([f"{b.name} (tier {b.tier})" for b in backends])
+        return f"needs tier {stage.min_tier}; backends with it: {listed}"
+    if skip in _CAPABILITY_WORDS:
+        listed = names([b.name for b in backends])
+        return f"needs {_CAPABILITY_WORDS[skip]}, which it lacks on {listed}"
+    if skip is SkipReason.CONTEXT_LENGTH:
+        windows = names([f"{b.name} ({_window(b, stage.model)})" for b in backends])
+        return f"has too short a context for this request on {windows}"
+    details = [f"backend {b.name!r} is {availability_detail(b, skip, now)}" for b in backends]
+    return "cannot be served now: " + names(details)
+
+
+def _window(backend: BackendView, model: str) -> str:
+    info = backend.models.get(model)
+    return "unknown" if info is None or info.context_length is None else str(info.context_length)

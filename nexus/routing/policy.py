@@ -1,0 +1,150 @@
+"""The administrator's routing rules, prepared once for fast lookups: aliases, fallback chains,
+traffic policies (privacy and minimum tier by model glob), strategy and weights.
+
+Alias rule: **an alias always wins.** When ``[routing.aliases]`` has an entry for the requested
+name, the request goes to the alias's target, even if some backend also serves a model with exactly
+that name; a name is used as a real model directly only when no alias exists for it. Aliases chain
+up to 3 hops (``a -> b -> c -> d``); cycles and longer chains are configuration errors. Alias names
+are case-sensitive exact keys.
+
+Fallback chains are keyed by the resolved model and used verbatim, in order (entries are not
+alias-resolved and not followed recursively). Policies match the resolved model with glob syntax
+(``*``, ``?``, ``[...]``, case-sensitive); the first matching policy wins; an invalid glob is a
+configuration error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import re
+from dataclasses import dataclass
+
+from nexus.backends.kinds import Zone
+from nexus.config.checks import MAX_ALIAS_HOPS, alias_problems, glob_problem
+from nexus.config.model import NexusConfig, PolicyConfig, RoutingConfig, Strategy
+from nexus.errors import ConfigError
+
+_POLICY_MEMO_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """Smart-strategy weights as plain numbers (read on every decision)."""
+
+    priority: float = 50.0
+    load: float = 30.0
+    latency: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """What one traffic policy imposes on a model: the privacy zone required and a minimum tier.
+
+    ``privacy`` is :attr:`Zone.RESTRICTED` when only restricted backends may serve, and
+    :attr:`Zone.OPEN` when any zone may.
+    """
+
+    privacy: Zone = Zone.OPEN
+    min_tier: int | None = None
+
+
+NO_CONSTRAINT = Constraint()
+
+
+class RoutingPolicy:
+    """Immutable routing rules built from ``[routing]`` (validated again here, so a hand-built
+    :class:`RoutingConfig` with a cycle or a bad glob raises :class:`ConfigError`).
+
+    ``health_interval_seconds`` is the ``Retry-After`` of a 503 whose recovery time is unknown.
+    """
+
+    __slots__ = (
+        "_aliases",
+        "_fallbacks",
+        "_patterns",
+        "_mentioned",
+        "_constraint_memo",
+        "strategy",
+        "max_retries",
+        "weights",
+        "health_interval_seconds",
+    )
+
+    def __init__(self, config: RoutingConfig, *, health_interval_seconds: float = 30.0) -> None:
+        problems = list(alias_problems(config.aliases))
+        for index, rule in enumerate(config.policies):
+            problem = glob_problem(rule.model_pattern)
+            if problem:
+                problems.append(
+                    f"routing.policies[{index}].model_pattern: {rule.model_pattern!r} "
+                    f"is not a valid glob ({problem})"
+                )
+        if problems:
+            raise ConfigError(problems)
+        self.strategy: Strategy = config.strategy
+        self.max_retries: int = config.max_retries
+        w = config.weights
+        self.weights = Weights(float(w.priority), float(w.load), float(w.latency))
+        self.health_interval_seconds = health_interval_seconds
+        self._aliases = {name: _chain(name, config.aliases) for name in config.aliases}
+        self._fallbacks = {model: tuple(chain) for model, chain in config.fallbacks.items()}
+        self._mentioned = frozenset(
+            [*config.aliases, *config.aliases.values(), *config.fallbacks]
+            + [model for chain in config.fallbacks.values() for model in chain]
+        )
+        self._patterns = tuple(
+            (re.compile(fnmatch.translate(rule.model_pattern)), _constraint(rule))
+            for rule in config.policies
+        )
+        self._constraint_memo = functools.lru_cache(maxsize=_POLICY_MEMO_SIZE)(self._match)
+
+    @classmethod
+    def from_config(cls, config: NexusConfig) -> RoutingPolicy:
+        """The policy of a whole configuration (routing rules plus the health-check interval)."""
+        return cls(config.routing, health_interval_seconds=config.health_check.interval_seconds)
+
+    def resolve(self, name: str) -> str:
+        """The model ``name`` stands for: the end of its alias chain, or ``name`` itself."""
+        chain = self._aliases.get(name)
+        return name if chain is None else chain[-1]
+
+    def alias_chain(self, name: str) -> tuple[str, ...]:
+        """``(name, hop1, ..., model)``; just ``(name,)`` when ``name`` is not an alias."""
+        return self._aliases.get(name, (name,))
+
+    def is_alias(self, name: str) -> bool:
+        return name in self._aliases
+
+    def fallbacks_for(self, model: str) -> tuple[str, ...]:
+        """The fallback models of ``model`` (resolved name), in the order they are tried."""
+        return self._fallbacks.get(model, ())
+
+    def mentions(self, name: str) -> bool:
+        """Whether ``name`` appears in the aliases or fallbacks (such a model is known: a 503,
+        not a 404, when no backend serves it now)."""
+        return name in self._mentioned
+
+    def alias_names(self) -> tuple[str, ...]:
+        return tuple(self._aliases)
+
+    def constraint_for(self, model: str) -> Constraint:
+        """What the first policy whose glob matches ``model`` imposes; no match, no constraint."""
+        return self._constraint_memo(model)
+
+    def _match(self, model: str) -> Constraint:
+        for pattern, constraint in self._patterns:
+            if pattern.match(model):
+                return constraint
+        return NO_CONSTRAINT
+
+
+def _constraint(rule: PolicyConfig) -> Constraint:
+    return Constraint(privacy=rule.privacy, min_tier=rule.min_tier)
+
+
+def _chain(name: str, aliases: dict[str, str]) -> tuple[str, ...]:
+    chain = [name]
+    while chain[-1] in aliases and len(chain) <= MAX_ALIAS_HOPS:
+        chain.append(aliases[chain[-1]])
+    return tuple(chain)

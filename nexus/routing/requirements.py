@@ -1,0 +1,249 @@
+"""What a request needs from a backend, read once from its parsed JSON body and its headers.
+
+Pure: the only outside input is tiktoken's bundled encoding files (see :mod:`nexus.tokens`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from nexus import tokens
+from nexus.backends.kinds import Zone
+from nexus.routing.policy import RoutingPolicy
+
+PRIVACY_HEADER = "x-nexus-privacy-zone"
+STRICT_HEADER = "x-nexus-strict"
+FLEXIBLE_HEADER = "x-nexus-flexible"
+_IMAGE_PARTS = frozenset({"image_url", "input_image"})
+_JSON_FORMATS = frozenset({"json_object", "json_schema"})
+
+
+class TierMode(StrEnum):
+    """Strict: only the requested model (after aliases and fallbacks). Flexible: when nothing can
+    serve it, another model on a backend of at least the required tier may be substituted."""
+
+    STRICT = "strict"
+    FLEXIBLE = "flexible"
+
+
+class RequestKind(StrEnum):
+    CHAT = "chat"
+    EMBEDDINGS = "embeddings"
+
+
+class InvalidRequest(ValueError):
+    """The body lacks what routing needs (a 400 for the API layer); ``param`` names the field."""
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    """What one request needs.
+
+    ``model`` is the resolved model (after aliases); ``requested_model`` is the name the client
+    sent. ``privacy`` is RESTRICTED when only restricted backends may serve, OPEN when any zone
+    may. ``min_tier`` comes from the first matching policy. ``input_tokens`` is exact when
+    ``tokens_exact`` (tiktoken), otherwise the estimate of :mod:`nexus.tokens`.
+    """
+
+    model: str
+    requested_model: str = ""
+    kind: RequestKind = RequestKind.CHAT
+    stream: bool = False
+    vision: bool = False
+    tools: bool = False
+    json_mode: bool = False
+    input_tokens: int = 0
+    tokens_exact: bool = False
+    max_tokens: int | None = None
+    privacy: Zone = Zone.OPEN
+    min_tier: int | None = None
+    tier_mode: TierMode = TierMode.STRICT
+
+    def __post_init__(self) -> None:
+        if not self.requested_model:
+            object.__setattr__(self, "requested_model", self.model)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "requested_model": self.requested_model,
+            "kind": self.kind.value,
+            "stream": self.stream,
+            "vision": self.vision,
+            "tools": self.tools,
+            "json_mode": self.json_mode,
+            "input_tokens": self.input_tokens,
+            "tokens_exact": self.tokens_exact,
+            "max_tokens": self.max_tokens,
+            "privacy_zone_required": _zone_required(self.privacy),
+            "min_tier": self.min_tier,
+            "tier_mode": self.tier_mode.value,
+        }
+
+
+def _zone_required(zone: Zone) -> str | None:
+    return zone.value if zone is Zone.RESTRICTED else None
+
+
+def requirements_from(
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    policy: RoutingPolicy,
+    *,
+    kind: RequestKind | None = None,
+) -> Requirements:
+    """The requirements of a chat-completions or embeddings request.
+
+    ``kind`` defaults to EMBEDDINGS when the body has ``input`` and no ``messages``. Headers are
+    looked up case-insensitively. Privacy is RESTRICTED when the first policy matching the
+    resolved model says so or the client sends ``X-Nexus-Privacy-Zone: restricted``; any other
+    header value is ignored (a client may tighten, never loosen). ``X-Nexus-Strict: true`` wins over
+    ``X-Nexus-Flexible: true``; only the value ``true`` (any case) counts.
+    Raises :class:`InvalidRequest` when ``model`` is missing or not a non-empty string.
+    """
+    requested = body.get("model")
+    if not isinstance(requested, str) or not requested:
+        raise InvalidRequest("'model' is required and must be a non-empty string", param="model")
+    if kind is None:
+        embeddings = "messages" not in body and "input" in body
+        kind = RequestKind.EMBEDDINGS if embeddings else RequestKind.CHAT
+    model = policy.resolve(requested)
+    constraint = policy.constraint_for(model)
+    privacy_header, strict, flexible = _nexus_headers(headers)
+    restricted = constraint.privacy is Zone.RESTRICTED or privacy_header == "restricted"
+    if kind is RequestKind.EMBEDDINGS:
+        count, vision = _embedding_tokens(body.get("input"), model), False
+    else:
+        count, vision = _chat_tokens(body, model)
+    return Requirements(
+        model=model,
+        requested_model=requested,
+        kind=kind,
+        stream=body.get("stream") is True,
+        vision=vision,
+        tools=kind is RequestKind.CHAT and _wants_tools(body),
+        json_mode=kind is RequestKind.CHAT and _wants_json(body),
+        input_tokens=count.tokens,
+        tokens_exact=count.exact,
+        max_tokens=_max_tokens(body),
+        privacy=Zone.RESTRICTED if restricted else Zone.OPEN,
+        min_tier=constraint.min_tier,
+        tier_mode=TierMode.FLEXIBLE if flexible == "true" and strict != "true" else TierMode.STRICT,
+    )
+
+
+def _nexus_headers(headers: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
+    """(privacy zone, strict, flexible) header values, stripped and lower-cased."""
+    found: dict[str, str] = {}
+    for key, value in headers.items():
+        name = key.lower()
+        if name in (PRIVACY_HEADER, STRICT_HEADER, FLEXIBLE_HEADER):
+            found[name] = value.strip().lower()
+    return found.get(PRIVACY_HEADER), found.get(STRICT_HEADER), found.get(FLEXIBLE_HEADER)
+
+
+def _wants_tools(body: Mapping[str, Any]) -> bool:
+    """A non-empty ``tools`` list, or the legacy ``functions`` list."""
+    return bool(body.get("tools")) or bool(body.get("functions"))
+
+
+def _wants_json(body: Mapping[str, Any]) -> bool:
+    response_format = body.get("response_format")
+    return isinstance(response_format, Mapping) and response_format.get("type") in _JSON_FORMATS
+
+
+def _max_tokens(body: Mapping[str, Any]) -> int | None:
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _chat_tokens(body: Mapping[str, Any], model: str) -> tuple[tokens.TokenCount, bool]:
+    """Input tokens of a chat request (OpenAI's recipe) and whether it carries an image.
+
+    Counted: each message's role, text content, name, tool call names and arguments, tool call
+    id; the ``tools``/``functions`` definitions as JSON (an approximation of how providers render
+    them). Images are not counted.
+    """
+    texts: list[str] = []
+    overhead = tokens.REPLY_PRIMING_TOKENS
+    vision = False
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, Mapping):
+            continue
+        overhead += tokens.TOKENS_PER_MESSAGE
+        if isinstance(message.get("name"), str):
+            overhead += tokens.TOKENS_PER_NAME
+        vision = _message_texts(message, texts) or vision
+    for key in ("tools", "functions"):
+        if body.get(key):
+            texts.append(_json_text(body[key]))
+    count = tokens.count_texts(texts, model)
+    return tokens.TokenCount(count.tokens + overhead, count.exact), vision
+
+
+def _message_texts(message: Mapping[str, Any], texts: list[str]) -> bool:
+    """Append the texts of one message to ``texts``; True when it has an image part."""
+    texts.extend(
+        value
+        for key in ("role", "name", "tool_call_id")
+        if isinstance(value := message.get(key), str)
+    )
+    content = message.get("content")
+    vision = False
+    if isinstance(content, str):
+        texts.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            if not isinstance(part, Mapping):
+                continue
+            if part.get("type") in _IMAGE_PARTS:
+                vision = True
+            elif isinstance(part.get("text"), str):
+                texts.append(part["text"])
+    texts.extend(_tool_call_texts(message.get("tool_calls")))
+    return vision
+
+
+def _tool_call_texts(tool_calls: Any) -> Iterator[str]:
+    for call in tool_calls if isinstance(tool_calls, list) else ():
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(function, Mapping):
+            names = (function.get("name"), function.get("arguments"))
+            yield from (value for value in names if isinstance(value, str))
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
+
+
+def _embedding_tokens(data: Any, model: str) -> tokens.TokenCount:
+    """Tokens of an embeddings ``input``: a string, a list of strings, or token id arrays."""
+    if isinstance(data, str):
+        return tokens.count_texts([data], model)
+    if not isinstance(data, list):
+        return tokens.TokenCount(0, exact=False)
+    if all(isinstance(item, int) for item in data):
+        return tokens.TokenCount(len(data), exact=True)
+    if all(isinstance(item, list) for item in data):
+        return tokens.TokenCount(sum(len(item) for item in data), exact=True)
+    return tokens.count_texts(_strings(data), model)
+
+
+def _strings(items: Iterable[Any]) -> list[str]:
+    return [item for item in items if isinstance(item, str)]

@@ -1,0 +1,95 @@
+"""RoutingPolicy: aliases, fallbacks and glob policies, validated when built."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexus.backends.kinds import Zone
+from nexus.config.model import NexusConfig, RoutingConfig
+from nexus.errors import ConfigError
+from nexus.routing import Constraint, RoutingPolicy
+from tests.routing.fleet import policy
+
+
+def test_resolve_follows_up_to_three_hops() -> None:
+    rules = policy(aliases={"a": "b", "b": "c", "c": "d", "x": "y"})
+    assert rules.resolve("a") == "d"
+    assert rules.resolve("b") == "d"
+    assert rules.resolve("x") == "y"
+    assert rules.resolve("d") == "d"
+    assert rules.resolve("unrelated") == "unrelated"
+    assert rules.alias_chain("unrelated") == ("unrelated",)
+    assert rules.is_alias("a") and not rules.is_alias("d")
+
+
+def test_a_fourth_hop_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        policy(aliases={"a": "b", "b": "c", "c": "d", "d": "e"})
+    assert "more than 3 hops" in str(caught.value)
+
+
+@pytest.mark.parametrize("aliases", [{"a": "a"}, {"a": "b", "b": "a"}])
+def test_alias_cycles_are_config_errors(aliases) -> None:
+    with pytest.raises(ConfigError, match="cycle"):
+        policy(aliases=aliases)
+
+
+def test_aliases_are_case_sensitive() -> None:
+    rules = policy(aliases={"Fast": "llama3"})
+    assert rules.resolve("fast") == "fast"
+
+
+def test_invalid_glob_is_a_config_error_never_ignored() -> None:
+    with pytest.raises(ConfigError, match=r"routing.policies\[1\].model_pattern"):
+        policy(policies=[{"model_pattern": "ok*"}, {"model_pattern": "gpt-[4"}])
+
+
+def test_first_matching_policy_wins() -> None:
+    rules = policy(
+        policies=[
+            {"model_pattern": "gpt-4*", "privacy": "restricted", "min_tier": 3},
+            {"model_pattern": "gpt-*", "min_tier": 2},
+            {"model_pattern": "llama?", "privacy": "restricted"},
+            {"model_pattern": "[ab]x"},
+        ]
+    )
+    assert rules.constraint_for("gpt-4o") == Constraint(Zone.RESTRICTED, 3)
+    assert rules.constraint_for("gpt-3.5") == Constraint(Zone.OPEN, 2)
+    assert rules.constraint_for("llama3") == Constraint(Zone.RESTRICTED, None)
+    assert rules.constraint_for("llama3:8b") == Constraint()
+    assert rules.constraint_for("bx") == Constraint()
+    assert rules.constraint_for("GPT-4o") == Constraint()  # case-sensitive on every platform
+
+
+def test_unrestricted_is_the_reference_spelling_of_open() -> None:
+    rules = policy(policies=[{"model_pattern": "*", "privacy": "unrestricted"}])
+    assert rules.constraint_for("x").privacy is Zone.OPEN
+
+
+def test_fallbacks_and_mentions() -> None:
+    rules = policy(aliases={"fast": "llama3"}, fallbacks={"gpt-4": ["gpt-4o", "llama3"]})
+    assert rules.fallbacks_for("gpt-4") == ("gpt-4o", "llama3")
+    assert rules.fallbacks_for("llama3") == ()
+    for name in ("fast", "llama3", "gpt-4", "gpt-4o"):
+        assert rules.mentions(name)
+    assert not rules.mentions("mistral")
+
+
+def test_from_config_takes_routing_and_health_interval() -> None:
+    config = NexusConfig.model_validate(
+        {
+            "routing": {"strategy": "priority_only", "max_retries": 4},
+            "health_check": {"interval_seconds": 12},
+        }
+    )
+    rules = RoutingPolicy.from_config(config)
+    assert rules.strategy.value == "priority_only"
+    assert rules.max_retries == 4
+    assert rules.health_interval_seconds == 12
+
+
+def test_weights_are_plain_numbers() -> None:
+    rules = RoutingPolicy(
+        RoutingConfig.model_validate({"weights": {"priority": 10, "load": 0, "latency": 90}})
+    )
+    assert (rules.weights.priority, rules.weights.load, rules.weights.latency) == (10.0, 0.0, 90.0)
