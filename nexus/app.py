@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -17,7 +19,8 @@ from starlette.datastructures import State
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nexus import __version__
-from nexus.api import admin, health, models
+from nexus.api import admin, health, inference, models, route
+from nexus.api.auth import ClientAuthMiddleware, ClientKeys
 from nexus.backends.registry import Registry
 from nexus.backends.state import ProbeResult
 from nexus.config import NexusConfig
@@ -27,6 +30,8 @@ from nexus.errors import error_body
 from nexus.health.checker import HealthChecker
 from nexus.health.probes import ShowCache, probe_all
 from nexus.health.transitions import Thresholds
+from nexus.proxy import Proxy
+from nexus.routing import RoutingPolicy
 
 JSON = "application/json"
 
@@ -54,9 +59,20 @@ def create_app(
         thresholds=Thresholds(checks.failure_threshold, checks.recovery_threshold),
         clock=clock,
     )
-    for module in (health, admin, models):
+    app.state.policy = RoutingPolicy.from_config(config)
+    app.state.rotation = Counter[str]()
+    app.state.rng = random.Random()
+    for module in (inference, models, route, admin, health):
         app.include_router(module.router)
     _install_error_handlers(app)
+    if config.server.api_keys_env is not None:
+        keys = ClientKeys(config.server.api_keys_env, environ)
+        if not keys.configured:
+            logger.error(
+                "{} holds no client keys: every /v1/* request will be refused",
+                config.server.api_keys_env,
+            )
+        app.add_middleware(ClientAuthMiddleware, keys=keys)
     return app
 
 
@@ -67,8 +83,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     timeout = httpx.Timeout(
         config.server.request_timeout_seconds, connect=config.server.connect_timeout_seconds
     )
-    async with httpx.AsyncClient(transport=state.transport, timeout=timeout) as client:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+    async with httpx.AsyncClient(
+        transport=state.transport, timeout=timeout, limits=limits
+    ) as client:
         state.client = client
+        state.proxy = Proxy(
+            config, state.registry, client, environ=state.environ, clock=state.clock
+        )
         cache = ShowCache()
 
         async def probe(backends: Sequence[BackendConfig]) -> dict[str, ProbeResult]:

@@ -36,6 +36,21 @@ class _Record:
         self.latency_ms = sample_ms if old is None else old + LATENCY_ALPHA * (sample_ms - old)
 
 
+class Lease:
+    """One in-flight request on a backend. ``release`` may be called any number of times; only
+    the first call counts."""
+
+    __slots__ = ("_release",)
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
 class Registry:
     """Backends by configured name, in configuration order (discovered ones after)."""
 
@@ -117,19 +132,28 @@ class Registry:
 
     # -- load ----------------------------------------------------------------------------------
 
+    def lease(self, name: str) -> Lease:
+        """Count one in-flight request on ``name`` until the lease is released."""
+        record = self._records.get(name)
+        if record is None:
+            return Lease(lambda: None)
+        record.in_flight += 1
+        self._changed()
+
+        def release() -> None:
+            record.in_flight -= 1
+            self._changed()
+
+        return Lease(release)
+
     @contextmanager
     def in_flight(self, name: str) -> Iterator[None]:
         """Count one in-flight request on ``name`` for the duration of the block, on every path."""
-        record = self._records.get(name)
-        if record is not None:
-            record.in_flight += 1
-            self._changed()
+        lease = self.lease(name)
         try:
             yield
         finally:
-            if record is not None:
-                record.in_flight -= 1
-                self._changed()
+            lease.release()
 
     # -- reading -------------------------------------------------------------------------------
 

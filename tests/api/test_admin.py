@@ -113,3 +113,19 @@ async def test_models_only_from_healthy_backends_with_details(app, client) -> No
     assert llama["backends"] == ["gpu", "laptop"]
     assert llama["context_length"] == 8192
     assert llama["capabilities"] == ["tools", "vision"]
+
+
+async def test_models_include_aliases_of_available_models() -> None:
+    cfg = config().model_dump()
+    cfg["routing"] = {"aliases": {"fast": "llama3", "smart": "gpt-5", "chain": "fast"}}
+    app = create_app(NexusConfig.model_validate(cfg), environ={})
+    probe_ok(app, "gpu", ModelInfo("llama3", context_length=8192))
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://nexus") as client:
+        data = (await client.get("/v1/models")).json()["data"]
+    by_id = {entry["id"]: entry for entry in data}
+    assert sorted(by_id) == ["chain", "fast", "llama3"]  # "smart" targets nothing available
+    assert by_id["fast"]["alias_for"] == "llama3"
+    assert by_id["chain"]["alias_for"] == "llama3"
+    assert by_id["fast"]["backends"] == ["gpu"]
+    assert by_id["fast"]["context_length"] == 8192

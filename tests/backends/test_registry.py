@@ -134,3 +134,23 @@ def test_snapshot_models_cannot_be_mutated(registry: Registry) -> None:
     assert gpu is not None
     with pytest.raises(TypeError):
         gpu.models["x"] = ModelInfo("x")  # type: ignore[index]
+
+
+def test_a_lease_releases_once(registry: Registry) -> None:
+    lease = registry.lease("gpu")
+    other = registry.lease("gpu")
+    lease.release()
+    lease.release()
+    gpu = registry.snapshot().by_name("gpu")
+    assert gpu is not None and gpu.in_flight == 1
+    other.release()
+    gpu = registry.snapshot().by_name("gpu")
+    assert gpu is not None and gpu.in_flight == 0
+
+
+def test_a_lease_on_a_removed_backend_is_harmless(registry: Registry) -> None:
+    lease = registry.lease("gpu")
+    registry.remove("gpu")
+    lease.release()
+    registry.lease("nobody").release()
+    assert "gpu" not in registry

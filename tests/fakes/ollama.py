@@ -1,5 +1,8 @@
 """Fake Ollama: ``GET /api/tags``, ``POST /api/show`` and ``GET /v1/models``, as Ollama 0.6+
-answers them (``capabilities`` in /api/show; older servers omit it: ``show_capabilities=False``).
+answers them (``capabilities`` in /api/show; older servers omit it: ``show_capabilities=False``),
+plus the OpenAI-compatible ``POST /v1/chat/completions`` and ``POST /v1/embeddings`` Nexus uses
+(:mod:`tests.fakes.chat`: knobs and programmable failures; ``api_key`` is None by default, as
+Ollama checks no key, and applies to the ``/v1`` routes only).
 """
 
 from __future__ import annotations
@@ -11,23 +14,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.server import FakeModel, FakeUpstream
+from tests.fakes.chat import OpenAICompatibleFake, openai_error
+from tests.fakes.server import FakeModel
 
 CREATED = 1_717_000_000
 MODIFIED_AT = "2024-05-29T12:00:00.000000000Z"
 
 
-class FakeOllama(FakeUpstream):
+class FakeOllama(OpenAICompatibleFake):
     """Ollama. ``architecture`` names the ``model_info`` keys (``llama.context_length``)."""
 
     architecture = "llama"
     show_capabilities = True
+    system_fingerprint = "fp_ollama"
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/api/tags", self.tags, methods=["GET"]),
             Route("/api/show", self.show, methods=["POST"]),
             Route("/v1/models", self.openai_models, methods=["GET"]),
+            *self.inference_routes(),
         ]
 
     async def tags(self, request: Request) -> JSONResponse:
@@ -42,11 +48,18 @@ class FakeOllama(FakeUpstream):
         return JSONResponse(self._show(model))
 
     async def openai_models(self, request: Request) -> JSONResponse:
+        rejected = self.check_key(request)
+        if rejected is not None:
+            return rejected
         data = [
             {"id": m.id, "object": "model", "created": CREATED, "owned_by": "library"}
             for m in self.models
         ]
         return JSONResponse({"object": "list", "data": data})
+
+    def unknown_model(self, model: str) -> JSONResponse:
+        message = f'model "{model}" not found, try pulling it first'
+        return JSONResponse(openai_error(message, "api_error"), status_code=404)
 
     def _tag(self, model: FakeModel) -> dict[str, Any]:
         return {

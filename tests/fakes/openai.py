@@ -1,5 +1,6 @@
 """Fake OpenAI-compatible server (OpenAI itself, vLLM, llama.cpp, LM Studio, exo): ``GET
-/v1/models`` and llama.cpp's ``GET /health``.
+/v1/models``, llama.cpp's ``GET /health``, and ``POST /v1/chat/completions`` / ``POST
+/v1/embeddings`` (:mod:`tests.fakes.chat`: knobs and programmable failures).
 
 ``context_field`` picks where a model's context length appears in the listing, as the real
 servers do: ``"max_model_len"`` (vLLM), ``"meta.n_ctx_train"`` (llama.cpp), ``"context_length"``
@@ -15,22 +16,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.server import FakeModel, FakeUpstream
+from tests.fakes.chat import OpenAICompatibleFake
+from tests.fakes.server import FakeModel
 
 CREATED = 1_700_000_000
 
 
-class FakeOpenAI(FakeUpstream):
-    """OpenAI-compatible ``/v1/models``; see the module docstring for the knobs."""
+class FakeOpenAI(OpenAICompatibleFake):
+    """OpenAI-compatible ``/v1/models`` and inference; see the module docstrings for the knobs."""
 
     context_field: str | None = "max_model_len"
-    api_key: str | None = None
     owned_by = "vllm"
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/v1/models", self.list_models, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
+            *self.inference_routes(),
         ]
 
     async def list_models(self, request: Request) -> JSONResponse:
@@ -42,22 +44,6 @@ class FakeOpenAI(FakeUpstream):
 
     async def health(self, request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
-
-    def check_key(self, request: Request) -> JSONResponse | None:
-        """OpenAI's 401 when ``api_key`` is set and the request does not carry it."""
-        if self.api_key is None:
-            return None
-        sent = request.headers.get("authorization", "")
-        if sent == f"Bearer {self.api_key}":
-            return None
-        shown = sent.removeprefix("Bearer ")
-        error = {
-            "message": f"Incorrect API key provided: {shown}.",  # OpenAI echoes (part of) it
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "invalid_api_key",
-        }
-        return JSONResponse({"error": error}, status_code=401)
 
     def _entry(self, model: FakeModel) -> dict[str, Any]:
         entry: dict[str, Any] = {

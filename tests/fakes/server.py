@@ -8,13 +8,14 @@ of one provider (:meth:`FakeUpstream.routes`); everything else lives here:
   behaviour applies, so a test can assert that a request was (or was not) made;
 - :meth:`FakeUpstream.respond` forces a status and/or body (optionally for one path, a limited
   number of times), :meth:`FakeUpstream.hang` makes requests never answer, :meth:`delay` slows
-  them down;
+  them down, :meth:`FakeUpstream.close_connection` drops the connection without any answer;
 - :meth:`FakeUpstream.stop` releases hanging requests and shuts down in milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -62,7 +63,8 @@ class FakeModel:
 @dataclass
 class Forced:
     """A forced behaviour: wait ``delay`` seconds (or forever when ``hang``), then answer ``status``
-    with ``body`` when either is set, else let the real route answer. ``times`` None = forever."""
+    with ``body`` when either is set (or close the connection without answering when ``close``),
+    else let the real route answer. ``times`` None = forever."""
 
     status: int | None = None
     body: bytes | None = None
@@ -70,6 +72,7 @@ class Forced:
     delay: float = 0.0
     hang: bool = False
     times: int | None = None
+    close: bool = False
 
 
 class _QuickServer(uvicorn.Server):
@@ -167,6 +170,38 @@ class FakeUpstream:
         """Never answer (until the fake stops)."""
         self._set(path, Forced(hang=True, times=times))
 
+    def close_connection(self, *, path: str | None = None, times: int | None = None) -> None:
+        """Close the connection without sending anything (not even a status line): the client
+        sees the server disconnect (httpx: ``RemoteProtocolError``). The request is recorded."""
+        self._set(path, Forced(close=True, times=times))
+
+    async def sleep(self, seconds: float) -> None:
+        """For handlers: sleep ``seconds`` on the fake's loop, waking early when the fake stops."""
+        assert self._released is not None
+        if seconds > 0 and not self._released.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), seconds)
+
+    async def drop_connection(self, scope: Scope, receive: Receive) -> None:
+        """For handlers: close the connection of the request ``scope`` now, whatever was sent.
+        Bytes already handed to uvicorn are flushed, then the socket closes; nothing more is sent,
+        so an unfinished response (e.g. a chunked SSE body) stays unfinished on the wire. Returns
+        once uvicorn has seen the disconnect; the caller then just returns."""
+        assert self._server is not None
+        client = tuple(scope.get("client") or ())
+        transports = [
+            getattr(connection, "transport", None)
+            for connection in list(self._server.server_state.connections)
+            if getattr(connection, "client", None) == client
+        ]
+        if not transports or transports[0] is None:
+            raise RuntimeError(f"no connection for client {client}")
+        transports[0].close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+
     def reset(self) -> None:
         """Forget forced behaviours and recorded requests."""
         with self._lock:
@@ -216,6 +251,9 @@ class FakeUpstream:
         forced = self._take_forced(request.url.path)
         if forced is not None:
             await self._wait(forced)
+            if forced.close:
+                await self.drop_connection(scope, receive)
+                return
             if forced.status is not None:
                 response = Response(
                     forced.body or b"",

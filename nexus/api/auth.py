@@ -1,0 +1,73 @@
+"""Client authentication for ``/v1/*`` when ``[server] api_keys_env`` is set.
+
+The named environment variable holds comma-separated client keys; a request must send
+``Authorization: Bearer <one of them>``. Keys are compared in constant time against every
+configured key. When the variable is unset or empty, every ``/v1/*`` request is refused (fail
+closed) and the error says which variable to set. ``/health``, ``/metrics`` and the dashboard stay
+open.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Mapping
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from nexus.errors import error_body
+from nexus.headers import NexusHeaders, request_id
+
+PROTECTED_PREFIX = "/v1/"
+
+
+class ClientKeys:
+    """The accepted client keys; ``allows`` checks one Authorization header value."""
+
+    def __init__(self, env_var: str, environ: Mapping[str, str] | None = None) -> None:
+        raw = (os.environ if environ is None else environ).get(env_var, "")
+        self.env_var = env_var
+        self._keys = tuple(key.strip().encode() for key in raw.split(",") if key.strip())
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._keys)
+
+    def allows(self, authorization: str | None) -> bool:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        offered = token.strip().encode()
+        matched = False
+        for key in self._keys:  # no early exit: the time does not depend on which key matched
+            matched |= hmac.compare_digest(offered, key)
+        return matched
+
+
+class ClientAuthMiddleware:
+    """Refuses ``/v1/*`` requests without a valid client key with 401 in the OpenAI envelope."""
+
+    def __init__(self, app: ASGIApp, keys: ClientKeys) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.keys.allows(headers.get("authorization")):
+            return await self.app(scope, receive, send)
+        await self._refuse(send, request_id(headers.get("x-request-id")))
+
+    async def _refuse(self, send: Send, rid: str) -> None:
+        if self.keys.configured:
+            message = "missing or invalid API key: send 'Authorization: Bearer <key>'"
+        else:
+            message = (
+                f"no client keys are configured: set the environment variable {self.keys.env_var}"
+            )
+        body = error_body(message, error_type="invalid_request_error", code="invalid_api_key")
+        headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
+        headers += [(k.encode(), v.encode()) for k, v in NexusHeaders(request_id=rid).as_list()]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,199 @@
+"""``POST /v1/chat/completions`` and ``POST /v1/embeddings``.
+
+Only what routing needs is parsed (orjson, once); the raw bytes are what the backend receives.
+Every response of these endpoints, success or error, carries the ``X-Nexus-*`` headers and
+``X-Request-Id``. Errors use the OpenAI envelope (contract section 6).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from loguru import logger
+from starlette.datastructures import State
+from starlette.responses import Response
+
+from nexus.api.route import plan_now
+from nexus.errors import UpstreamAuthError, UpstreamRateLimited, UpstreamTimeout, error_body
+from nexus.headers import NexusHeaders, request_id
+from nexus.proxy import AllFailed, Call
+from nexus.routing import InvalidRequest, Rejection, RequestKind, Requirements, requirements_from
+
+router = APIRouter(tags=["inference"])
+JSON = "application/json"
+
+
+class BadRequest(Exception):
+    """The client's request cannot be served as sent (400 or 413)."""
+
+    def __init__(self, message: str, *, param: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.param, self.status = message, param, status
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await serve(request, RequestKind.CHAT, "/chat/completions")
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    return await serve(request, RequestKind.EMBEDDINGS, "/embeddings")
+
+
+async def serve(request: Request, kind: RequestKind, path: str) -> Response:
+    """Parse, plan, forward, and answer; one log line per request."""
+    state = request.app.state
+    started = time.perf_counter()
+    rid = request_id(request.headers.get("x-request-id"))
+    model = "-"
+    try:
+        raw = await _read_body(request, state.config.server.max_body_bytes)
+        body = _parse(raw, kind)
+        model = body["model"]
+        requirements = requirements_from(body, request.headers, state.policy, kind=kind)
+    except (BadRequest, InvalidRequest) as exc:
+        status = exc.status if isinstance(exc, BadRequest) else 400
+        response = _error(status, exc.args[0], "invalid_request_error", rid, param=exc.param)
+        return _logged(response, rid, model, started)
+    result = plan_now(state, requirements)
+    if isinstance(result, Rejection):
+        return _logged(_rejected(result, rid), rid, model, started)
+    call = Call(path, raw, requirements.requested_model, requirements.stream, rid)
+    outcome = await state.proxy.forward(result, call)
+    if isinstance(outcome, AllFailed):
+        response = _all_failed(outcome, state, requirements)
+    else:
+        response = outcome.response
+    return _logged(response, rid, model, started)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"request body is larger than {limit} bytes", status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"request body is larger than {limit} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(raw: bytes, kind: RequestKind) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.msg}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise BadRequest("you must provide a model parameter (a non-empty string)", param="model")
+    if kind is RequestKind.CHAT:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest("'messages' must be a non-empty array", param="messages")
+        if "stream" in body and not isinstance(body["stream"], bool):
+            raise BadRequest("'stream' must be true or false", param="stream")
+    elif not isinstance(body.get("input"), str | list):
+        raise BadRequest("'input' must be a string or an array", param="input")
+    return body
+
+
+def _error(
+    status: int,
+    message: str,
+    error_type: str,
+    rid: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    context: dict[str, Any] | None = None,
+    retry_after: int | None = None,
+    headers: NexusHeaders | None = None,
+) -> Response:
+    body = error_body(message, error_type=error_type, code=code, param=param, context=context)
+    extra = (headers or NexusHeaders(request_id=rid)).as_dict()
+    if retry_after is not None:
+        extra["retry-after"] = str(retry_after)
+    return Response(body, status_code=status, headers=extra, media_type=JSON)
+
+
+def _rejected(rejection: Rejection, rid: str) -> Response:
+    if rejection.unknown_model:
+        return _error(
+            404, rejection.message, rejection.error_type, rid, param="model", code=rejection.code
+        )
+    return _error(
+        503,
+        rejection.message,
+        rejection.error_type,
+        rid,
+        code=rejection.code,
+        context=rejection.context(),
+        retry_after=rejection.retry_after_seconds,
+    )
+
+
+def _all_failed(outcome: AllFailed, state: State, requirements: Requirements) -> Response:
+    """Every attempt failed: 504 for a timeout, 503 with context when nothing can serve now,
+    else the backend's own error status and body."""
+    last, headers = outcome.failures[-1], outcome.headers
+    rid = headers.request_id
+    if isinstance(last, UpstreamTimeout):
+        message = f"backend '{last.backend}' timed out: {last.message}"
+        return _error(504, message, "gateway_timeout", rid, code="gateway_timeout", headers=headers)
+    if last.body is not None and last.status >= 400 and not isinstance(last, UpstreamAuthError):
+        extra = headers.as_dict()
+        if isinstance(last, UpstreamRateLimited) and last.retry_after is not None:
+            extra["retry-after"] = str(math.ceil(last.retry_after))
+        return Response(
+            last.body, status_code=last.status, headers=extra, media_type=last.content_type or JSON
+        )
+    state_now = plan_now(state, requirements, advance=False)
+    verb = "is unhealthy" if isinstance(last, UpstreamAuthError) else "failed"
+    message = f"backend '{last.backend}' {verb}: {last.message}"
+    if isinstance(state_now, Rejection):
+        context, retry_after = state_now.context(), state_now.retry_after_seconds
+    else:
+        names = [c.backend.name for c in state_now.candidates]
+        context = {
+            "required_tier": requirements.min_tier,
+            "available_backends": names,
+            "eta_seconds": None,
+            "privacy_zone_required": _zone(requirements),
+        }
+        retry_after = 1
+    return _error(
+        503,
+        message,
+        "service_unavailable",
+        rid,
+        code=last.code,
+        context=context,
+        retry_after=retry_after,
+        headers=headers,
+    )
+
+
+def _zone(requirements: Requirements) -> str | None:
+    return "restricted" if requirements.privacy.value == "restricted" else None
+
+
+def _logged(response: Response, rid: str, model: str, started: float) -> Response:
+    headers = response.headers
+    logger.bind(
+        request_id=rid,
+        model=model,
+        backend=headers.get("x-nexus-backend", "none"),
+        route_reason=headers.get("x-nexus-route-reason", "none"),
+        status=response.status_code,
+        latency_ms=round((time.perf_counter() - started) * 1000, 1),
+    ).info("request {} answered {}", rid, response.status_code)
+    return response

@@ -1,0 +1,260 @@
+"""Execute a :class:`~nexus.routing.RoutePlan`: attempt candidates in order, fail over, feed
+passive health, and answer with the backend's own bytes plus the ``X-Nexus-*`` headers.
+
+Before the first byte reaches the client, a connect error, timeout, 5xx, 429 or 401/403 moves the
+request to the next candidate (at most ``1 + max_retries`` attempts; the plan never holds a
+candidate outside the request's privacy zone or below its tier). For a stream, "the first byte" is
+the first chunk of the body: it is read before the response starts, so a backend that answers 200
+and then dies is still a failover. After that, a failure ends the stream with one final
+``data: {"error": ...}`` event, never a silent truncation.
+
+In-flight counts are taken for the whole attempt, streams included, and released on every path:
+success, failure, timeout and client disconnect (which also cancels the upstream request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+from loguru import logger
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from nexus.backends.registry import Lease, Registry
+from nexus.config.credentials import read_credential
+from nexus.config.model import NexusConfig
+from nexus.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout, error_body
+from nexus.headers import NexusHeaders
+from nexus.health.transitions import SUCCESS, Outcome
+from nexus.routing import Candidate, RoutePlan
+from nexus.upstream.body import rewrite_model
+from nexus.upstream.relay import endpoint, open_relay, request_headers
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One client request, parsed only as far as routing needed."""
+
+    path: str  # the OpenAI API path: "/chat/completions" or "/embeddings"
+    raw: bytes  # the body exactly as the client sent it
+    model_sent: str  # the "model" value in ``raw``
+    stream: bool
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A response from one backend, and the headers that say so."""
+
+    response: Response
+    headers: NexusHeaders
+
+
+@dataclass(frozen=True, slots=True)
+class AllFailed:
+    """Every attempt failed; ``failures`` in attempt order, ``headers`` name the last backend."""
+
+    failures: tuple[UpstreamError, ...]
+    headers: NexusHeaders
+
+
+class Proxy:
+    """Attempts and failover over the shared HTTP client. One per app."""
+
+    def __init__(
+        self,
+        config: NexusConfig,
+        registry: Registry,
+        client: httpx.AsyncClient,
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._client = client
+        self._environ = environ
+        self._clock = clock
+        self._request_timeout = config.server.request_timeout_seconds
+        self._timeout = httpx.Timeout(
+            self._request_timeout, connect=config.server.connect_timeout_seconds
+        )
+
+    async def forward(self, plan: RoutePlan, call: Call) -> Served | AllFailed:
+        """Serve ``call`` through the first candidate of ``plan`` that answers."""
+        failures: list[UpstreamError] = []
+        headers = _headers(plan, 0, 0, call.request_id)
+        for index, candidate in enumerate(plan.candidates[: plan.max_attempts]):
+            headers = _headers(plan, index, len(failures), call.request_id)
+            try:
+                return Served(await self._attempt(candidate, call, headers), headers)
+            except UpstreamError as exc:
+                failures.append(exc)
+                self._failed(candidate, exc, call.request_id)
+        return AllFailed(tuple(failures), headers)
+
+    async def _attempt(self, candidate: Candidate, call: Call, headers: NexusHeaders) -> Response:
+        name = candidate.backend.name
+        owned = self._registry.lease(name)
+        lease: Lease | None = owned  # released here unless a stream takes it over
+        started = self._clock()
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                response = await self._open(candidate, call)
+                if call.stream and response.status_code < 300:
+                    chunks = response.aiter_raw()
+                    first = await _first_chunk(response, chunks, name)
+                    stream = RelayStream(
+                        _relay_chunks(first, chunks, name, started + self._request_timeout),
+                        upstream=response,
+                        lease=owned,
+                        status_code=response.status_code,
+                        headers=headers.as_dict(),
+                        media_type=response.headers.get("content-type", "text/event-stream"),
+                    )
+                    lease = None  # the stream owns it now
+                    self._succeeded(name, started)
+                    return stream
+                content = await _read_all(response, name)
+        except TimeoutError:
+            limit = f"{self._request_timeout:g} s"
+            raise UpstreamTimeout(f"no answer within {limit}", backend=name) from None
+        finally:
+            if lease is not None:
+                lease.release()
+        self._succeeded(name, started)
+        return Response(
+            content,
+            status_code=response.status_code,
+            headers=headers.as_dict(),
+            media_type=response.headers.get("content-type", JSON),
+        )
+
+    async def _open(self, candidate: Candidate, call: Call) -> httpx.Response:
+        backend = candidate.backend
+        body = call.raw
+        if candidate.model != call.model_sent:
+            body = rewrite_model(call.raw, candidate.model)
+        key = None
+        if backend.api_key_env is not None:
+            key = read_credential(backend.api_key_env, self._environ).value
+        return await open_relay(
+            self._client,
+            backend=backend.name,
+            url=endpoint(backend.url, call.path),
+            body=body,
+            headers=request_headers(key, stream=call.stream),
+            timeout=self._timeout,
+            api_key_env=backend.api_key_env,
+        )
+
+    def _succeeded(self, name: str, started: float) -> None:
+        latency_ms = (self._clock() - started) * 1000
+        self._registry.record_outcome(name, SUCCESS, latency_ms=latency_ms)
+
+    def _failed(self, candidate: Candidate, exc: UpstreamError, request_id: str) -> None:
+        retry_after = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
+        name = candidate.backend.name
+        changed = self._registry.record_outcome(
+            name, Outcome(exc.failure, exc.message, retry_after)
+        )
+        log = logger.bind(request_id=request_id, backend=name)
+        log.warning("attempt on backend {} failed: {}", name, exc.message)
+        if changed is not None:
+            log.info("backend {} is {}: {}", name, changed, exc.message)
+
+
+def _headers(plan: RoutePlan, index: int, failed: int, request_id: str) -> NexusHeaders:
+    backend = plan.candidates[index].backend
+    return NexusHeaders(
+        request_id=request_id,
+        backend=backend.name,
+        location=backend.kind.location.value,
+        route_reason=plan.reason_at(index, failed_attempts=failed).value,
+        zone=backend.zone.value,
+        fallback_model=plan.fallback_model_at(index),
+    )
+
+
+async def _read_all(response: httpx.Response, backend: str) -> bytes:
+    try:
+        return await response.aread()
+    except httpx.TimeoutException:
+        raise UpstreamTimeout("body not received in time", backend=backend) from None
+    except httpx.TransportError as exc:
+        reason = f"connection broke while sending the body ({type(exc).__name__})"
+        raise UpstreamError(reason, backend=backend) from None
+    finally:
+        await response.aclose()
+
+
+async def _first_chunk(
+    response: httpx.Response, chunks: AsyncIterator[bytes], backend: str
+) -> bytes:
+    """The first body chunk of a stream (b"" for an empty body); closes the response on failure."""
+    try:
+        return await anext(chunks, b"")
+    except httpx.TimeoutException:
+        await response.aclose()
+        raise UpstreamTimeout("no first byte in time", backend=backend) from None
+    except httpx.TransportError as exc:
+        await response.aclose()
+        reason = f"stream broke before its first byte ({type(exc).__name__})"
+        raise UpstreamError(reason, backend=backend) from None
+    except BaseException:
+        await response.aclose()
+        raise
+
+
+async def _relay_chunks(
+    first: bytes, chunks: AsyncIterator[bytes], backend: str, deadline: float
+) -> AsyncIterator[bytes]:
+    """The backend's bytes as they come; a failure after the start ends with an error event."""
+    if first:
+        yield first
+    try:
+        async for chunk in chunks:
+            yield chunk
+            if time.monotonic() > deadline:
+                raise TimeoutError
+    except (httpx.TransportError, TimeoutError) as exc:
+        timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+        reason = "timed out" if timed_out else f"broke ({type(exc).__name__})"
+        logger.bind(backend=backend).warning("stream from backend {} {}", backend, reason)
+        event = error_body(
+            f"the stream from backend '{backend}' {reason} after it started",
+            error_type="upstream_error",
+            code="gateway_timeout" if timed_out else "stream_interrupted",
+        )
+        yield b"data: " + event + b"\n\n"
+
+
+class RelayStream(StreamingResponse):
+    """A streaming response that always closes its upstream and releases its in-flight lease,
+    even when the client disconnects before the first chunk is sent."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        upstream: httpx.Response,
+        lease: Lease,
+        status_code: int,
+        headers: Mapping[str, str],
+        media_type: str,
+    ) -> None:
+        super().__init__(content, status_code=status_code, headers=headers, media_type=media_type)
+        self._upstream = upstream
+        self._lease = lease
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._upstream.aclose()
+            self._lease.release()

@@ -1,0 +1,133 @@
+"""The byte relay for OpenAI-compatible backends (openai, vllm, llamacpp, lmstudio, exo, generic,
+and Ollama's ``/v1``): the request bytes go out as given, the response bytes come back unchanged.
+
+:func:`open_relay` sends one attempt and returns the open response once the backend has answered
+with a status line. Failures worth trying another backend for (connect errors, timeouts, 5xx, 429,
+401/403, a connection closed without an answer) are raised as :class:`~nexus.errors.UpstreamError`
+subclasses carrying the backend's own error body, so the last one can be passed through. Any other
+answer, 4xx included, is returned for the caller to relay as it is.
+
+The client's ``Authorization`` header is never forwarded: Nexus sends the backend's configured key
+(``api_key_env``) and nothing else, so a client's credential reaches no backend.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import httpx
+from pydantic import SecretStr
+
+from nexus.errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+
+JSON = "application/json"
+
+
+def endpoint(base_url: str, path: str) -> str:
+    """``base_url`` (with or without ``/v1``) joined with an OpenAI API ``path`` like
+    ``/chat/completions``; the version segment is never doubled."""
+    base = base_url.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return base + path
+
+
+def request_headers(api_key: SecretStr | None, *, stream: bool) -> dict[str, str]:
+    """Headers for one upstream attempt. ``identity`` encoding keeps the bytes relayable as-is."""
+    headers = {
+        "content-type": JSON,
+        "accept": "text/event-stream" if stream else JSON,
+        "accept-encoding": "identity",
+    }
+    if api_key is not None:
+        headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
+    return headers
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+async def open_relay(
+    client: httpx.AsyncClient,
+    *,
+    backend: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: httpx.Timeout,
+    api_key_env: str | None = None,
+) -> httpx.Response:
+    """POST ``body`` to ``url`` and return the open (streaming) response, or raise."""
+    request = client.build_request("POST", url, content=body, headers=headers, timeout=timeout)
+    try:
+        response = await client.send(request, stream=True)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise UpstreamUnreachable(f"cannot connect: {_cause(exc)}", backend=backend) from None
+    except httpx.TimeoutException:
+        raise UpstreamTimeout("no answer in time", backend=backend) from None
+    except httpx.TransportError as exc:
+        reason = f"closed the connection without an answer ({_cause(exc)})"
+        raise UpstreamError(reason, backend=backend) from None
+    if not worth_failover(response.status_code):
+        return response
+    secret = headers.get("authorization", "").removeprefix("Bearer ") or None
+    raise await _failure(response, backend, api_key_env, secret)
+
+
+def worth_failover(status: int) -> bool:
+    """5xx, 429 and 401/403 send the request to the next candidate; other answers are relayed."""
+    return status >= 500 or status in (401, 403, 429)
+
+
+async def _failure(
+    response: httpx.Response, backend: str, api_key_env: str | None, secret: str | None
+) -> UpstreamError:
+    """The error for a failover-worthy answer, keeping its body (with the key scrubbed out:
+    providers echo a rejected key) for the client when no retry is left."""
+    try:
+        body = await response.aread()
+    except httpx.HTTPError:
+        body = b""
+    finally:
+        await response.aclose()
+    if secret:
+        body = body.replace(secret.encode(), b"***")
+    status = response.status_code
+    kept = {"body": body or None, "content_type": response.headers.get("content-type")}
+    if status == 429:
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        return UpstreamRateLimited(
+            "rate limited (HTTP 429)",
+            backend=backend,
+            retry_after=retry_after,
+            **kept,
+        )
+    if status in (401, 403):
+        key = f" ({api_key_env})" if api_key_env else ""
+        return UpstreamAuthError(f"API key rejected{key}", backend=backend, **kept)
+    return UpstreamError(f"HTTP {status}", backend=backend, status=status, **kept)
+
+
+def _cause(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text[:120] if text else type(exc).__name__
