@@ -30,6 +30,7 @@ from nexus.errors import error_body
 from nexus.health.checker import HealthChecker
 from nexus.health.probes import ShowCache, probe_all
 from nexus.health.transitions import Thresholds
+from nexus.observability.events import Observers, RequestLog
 from nexus.proxy import Proxy
 from nexus.routing import RoutingPolicy
 
@@ -59,6 +60,7 @@ def create_app(
         thresholds=Thresholds(checks.failure_threshold, checks.recovery_threshold),
         clock=clock,
     )
+    app.state.observer = Observers([RequestLog()])
     app.state.policy = RoutingPolicy.from_config(config)
     app.state.rotation = Counter[str]()
     app.state.rng = random.Random()

@@ -18,12 +18,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from loguru import logger
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from nexus.backends.kinds import Transport
 from nexus.backends.registry import Lease, Registry
 from nexus.config.credentials import read_credential
 from nexus.config.model import NexusConfig
@@ -33,6 +35,7 @@ from nexus.health.transitions import SUCCESS, Outcome
 from nexus.routing import Candidate, RoutePlan
 from nexus.upstream.body import rewrite_model
 from nexus.upstream.relay import endpoint, open_relay, request_headers
+from nexus.upstream.reply import Reply
 
 JSON = "application/json"
 
@@ -43,6 +46,7 @@ class Call:
 
     path: str  # the OpenAI API path: "/chat/completions" or "/embeddings"
     raw: bytes  # the body exactly as the client sent it
+    body: Mapping[str, Any]  # the same, parsed (the translated transport needs it)
     model_sent: str  # the "model" value in ``raw``
     stream: bool
     request_id: str
@@ -50,10 +54,12 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """A response from one backend, and the headers that say so."""
+    """A response from one backend, the headers that say so, and how it went."""
 
     response: Response
     headers: NexusHeaders
+    failed_attempts: int
+    ttfb_s: float | None  # until the body (or a stream's first chunk) was ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,36 +97,47 @@ class Proxy:
         headers = _headers(plan, 0, 0, call.request_id)
         for index, candidate in enumerate(plan.candidates[: plan.max_attempts]):
             headers = _headers(plan, index, len(failures), call.request_id)
+            started = self._clock()
             try:
-                return Served(await self._attempt(candidate, call, headers), headers)
+                response = await self._attempt(candidate, call, headers, started)
             except UpstreamError as exc:
                 failures.append(exc)
                 self._failed(candidate, exc, call.request_id)
+                continue
+            ttfb = self._clock() - started
+            return Served(response, headers, len(failures), ttfb)
         return AllFailed(tuple(failures), headers)
 
-    async def _attempt(self, candidate: Candidate, call: Call, headers: NexusHeaders) -> Response:
+    async def _attempt(
+        self, candidate: Candidate, call: Call, headers: NexusHeaders, started: float
+    ) -> Response:
         name = candidate.backend.name
         owned = self._registry.lease(name)
         lease: Lease | None = owned  # released here unless a stream takes it over
-        started = self._clock()
         try:
             async with asyncio.timeout(self._request_timeout):
-                response = await self._open(candidate, call)
-                if call.stream and response.status_code < 300:
-                    chunks = response.aiter_raw()
-                    first = await _first_chunk(response, chunks, name)
+                reply = await self._open(candidate, call)
+                if call.stream and reply.status_code < 300:
+                    chunks = reply.chunks()
+                    first = await _first_chunk(reply, chunks)
                     stream = RelayStream(
-                        _relay_chunks(first, chunks, name, started + self._request_timeout),
-                        upstream=response,
+                        first,
+                        chunks,
+                        upstream=reply,
                         lease=owned,
-                        status_code=response.status_code,
+                        backend=name,
+                        deadline=started + self._request_timeout,
+                        status_code=reply.status_code,
                         headers=headers.as_dict(),
-                        media_type=response.headers.get("content-type", "text/event-stream"),
+                        media_type=reply.content_type or "text/event-stream",
                     )
                     lease = None  # the stream owns it now
                     self._succeeded(name, started)
                     return stream
-                content = await _read_all(response, name)
+                try:
+                    content = await reply.read()
+                finally:
+                    await reply.aclose()
         except TimeoutError:
             limit = f"{self._request_timeout:g} s"
             raise UpstreamTimeout(f"no answer within {limit}", backend=name) from None
@@ -130,19 +147,31 @@ class Proxy:
         self._succeeded(name, started)
         return Response(
             content,
-            status_code=response.status_code,
+            status_code=reply.status_code,
             headers=headers.as_dict(),
-            media_type=response.headers.get("content-type", JSON),
+            media_type=reply.content_type or JSON,
         )
 
-    async def _open(self, candidate: Candidate, call: Call) -> httpx.Response:
+    async def _open(self, candidate: Candidate, call: Call) -> Reply:
         backend = candidate.backend
-        body = call.raw
-        if candidate.model != call.model_sent:
-            body = rewrite_model(call.raw, candidate.model)
         key = None
         if backend.api_key_env is not None:
             key = read_credential(backend.api_key_env, self._environ).value
+        if backend.transport is Transport.TRANSLATED:
+            import nexus.upstream.translated as translated  # imports litellm: only when needed
+
+            return await translated.open_translated(
+                backend=backend,
+                path=call.path,
+                body=call.body,
+                model=candidate.model,
+                api_key=key,
+                stream=call.stream,
+                timeout=self._request_timeout,
+            )
+        body = call.raw
+        if candidate.model != call.model_sent:
+            body = rewrite_model(call.raw, candidate.model)
         return await open_relay(
             self._client,
             backend=backend.name,
@@ -181,76 +210,58 @@ def _headers(plan: RoutePlan, index: int, failed: int, request_id: str) -> Nexus
     )
 
 
-async def _read_all(response: httpx.Response, backend: str) -> bytes:
-    try:
-        return await response.aread()
-    except httpx.TimeoutException:
-        raise UpstreamTimeout("body not received in time", backend=backend) from None
-    except httpx.TransportError as exc:
-        reason = f"connection broke while sending the body ({type(exc).__name__})"
-        raise UpstreamError(reason, backend=backend) from None
-    finally:
-        await response.aclose()
-
-
-async def _first_chunk(
-    response: httpx.Response, chunks: AsyncIterator[bytes], backend: str
-) -> bytes:
-    """The first body chunk of a stream (b"" for an empty body); closes the response on failure."""
+async def _first_chunk(reply: Reply, chunks: AsyncIterator[bytes]) -> bytes:
+    """The first body chunk of a stream (b"" for an empty body); closes the reply on failure."""
     try:
         return await anext(chunks, b"")
-    except httpx.TimeoutException:
-        await response.aclose()
-        raise UpstreamTimeout("no first byte in time", backend=backend) from None
-    except httpx.TransportError as exc:
-        await response.aclose()
-        reason = f"stream broke before its first byte ({type(exc).__name__})"
-        raise UpstreamError(reason, backend=backend) from None
     except BaseException:
-        await response.aclose()
+        await reply.aclose()
         raise
 
 
-async def _relay_chunks(
-    first: bytes, chunks: AsyncIterator[bytes], backend: str, deadline: float
-) -> AsyncIterator[bytes]:
-    """The backend's bytes as they come; a failure after the start ends with an error event."""
-    if first:
-        yield first
-    try:
-        async for chunk in chunks:
-            yield chunk
-            if time.monotonic() > deadline:
-                raise TimeoutError
-    except (httpx.TransportError, TimeoutError) as exc:
-        timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
-        reason = "timed out" if timed_out else f"broke ({type(exc).__name__})"
-        logger.bind(backend=backend).warning("stream from backend {} {}", backend, reason)
-        event = error_body(
-            f"the stream from backend '{backend}' {reason} after it started",
-            error_type="upstream_error",
-            code="gateway_timeout" if timed_out else "stream_interrupted",
-        )
-        yield b"data: " + event + b"\n\n"
-
-
 class RelayStream(StreamingResponse):
-    """A streaming response that always closes its upstream and releases its in-flight lease,
-    even when the client disconnects before the first chunk is sent."""
+    """The rest of a stream after its first chunk. Always closes its upstream and releases its
+    in-flight lease, even when the client disconnects before the first chunk is sent; a failure
+    after the start ends the stream with one ``data: {"error": ...}`` event. ``on_done`` (set by
+    the caller) learns when it is over and whether the backend broke it."""
 
     def __init__(
         self,
-        content: AsyncIterator[bytes],
+        first: bytes,
+        chunks: AsyncIterator[bytes],
         *,
-        upstream: httpx.Response,
+        upstream: Reply,
         lease: Lease,
+        backend: str,
+        deadline: float,
         status_code: int,
         headers: Mapping[str, str],
         media_type: str,
     ) -> None:
-        super().__init__(content, status_code=status_code, headers=headers, media_type=media_type)
+        super().__init__(
+            self._relay(first, chunks),
+            status_code=status_code,
+            headers=headers,
+            media_type=media_type,
+        )
         self._upstream = upstream
         self._lease = lease
+        self._backend = backend
+        self._deadline = deadline
+        self.broken = False
+        self.on_done: Callable[[RelayStream], None] | None = None
+
+    async def _relay(self, first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        try:
+            async for chunk in chunks:
+                yield chunk
+                if time.monotonic() > self._deadline:
+                    raise UpstreamTimeout("the whole-request limit passed", backend=self._backend)
+        except UpstreamError as exc:
+            self.broken = True
+            yield _error_event(self._backend, exc)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -258,3 +269,16 @@ class RelayStream(StreamingResponse):
         finally:
             await self._upstream.aclose()
             self._lease.release()
+            if self.on_done is not None:
+                self.on_done(self)
+
+
+def _error_event(backend: str, exc: UpstreamError) -> bytes:
+    timed_out = isinstance(exc, UpstreamTimeout)
+    logger.bind(backend=backend).warning("stream from backend {} broke: {}", backend, exc.message)
+    event = error_body(
+        f"the stream from backend '{backend}' broke after it started: {exc.message}",
+        error_type="upstream_error",
+        code="gateway_timeout" if timed_out else "stream_interrupted",
+    )
+    return b"data: " + event + b"\n\n"

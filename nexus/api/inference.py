@@ -13,14 +13,14 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from loguru import logger
 from starlette.datastructures import State
 from starlette.responses import Response
 
 from nexus.api.route import plan_now
 from nexus.errors import UpstreamAuthError, UpstreamRateLimited, UpstreamTimeout, error_body
 from nexus.headers import NexusHeaders, request_id
-from nexus.proxy import AllFailed, Call
+from nexus.observability.events import Completed, Observer
+from nexus.proxy import AllFailed, Call, RelayStream
 from nexus.routing import InvalidRequest, Rejection, RequestKind, Requirements, requirements_from
 
 router = APIRouter(tags=["inference"])
@@ -46,30 +46,84 @@ async def embeddings(request: Request) -> Response:
 
 
 async def serve(request: Request, kind: RequestKind, path: str) -> Response:
-    """Parse, plan, forward, and answer; one log line per request."""
+    """Parse, plan, forward, answer, and report the request to the observers once it is over."""
     state = request.app.state
-    started = time.perf_counter()
-    rid = request_id(request.headers.get("x-request-id"))
-    model = "-"
+    report = _Report(state.observer, kind, request_id(request.headers.get("x-request-id")))
     try:
         raw = await _read_body(request, state.config.server.max_body_bytes)
         body = _parse(raw, kind)
-        model = body["model"]
+        report.model = body["model"]
         requirements = requirements_from(body, request.headers, state.policy, kind=kind)
     except (BadRequest, InvalidRequest) as exc:
         status = exc.status if isinstance(exc, BadRequest) else 400
-        response = _error(status, exc.args[0], "invalid_request_error", rid, param=exc.param)
-        return _logged(response, rid, model, started)
+        rid = report.request_id
+        return report.done(
+            _error(status, exc.args[0], "invalid_request_error", rid, param=exc.param)
+        )
     result = plan_now(state, requirements)
     if isinstance(result, Rejection):
-        return _logged(_rejected(result, rid), rid, model, started)
-    call = Call(path, raw, requirements.requested_model, requirements.stream, rid)
+        return report.done(_rejected(result, report.request_id))
+    report.stream = requirements.stream
+    call = Call(
+        path, raw, body, requirements.requested_model, requirements.stream, report.request_id
+    )
     outcome = await state.proxy.forward(result, call)
     if isinstance(outcome, AllFailed):
-        response = _all_failed(outcome, state, requirements)
-    else:
-        response = outcome.response
-    return _logged(response, rid, model, started)
+        report.failed_attempts = len(outcome.failures)
+        return report.done(_all_failed(outcome, state, requirements))
+    report.failed_attempts, report.ttfb_s = outcome.failed_attempts, outcome.ttfb_s
+    if isinstance(outcome.response, RelayStream):
+        outcome.response.on_done = report.stream_done
+        return outcome.response
+    return report.done(outcome.response)
+
+
+class _Report:
+    """Collects what the observers learn about one request and tells them once."""
+
+    def __init__(self, observer: Observer, kind: RequestKind, rid: str) -> None:
+        self.observer = observer
+        self.endpoint = "embeddings" if kind is RequestKind.EMBEDDINGS else "chat"
+        self.request_id = rid
+        self.model = "-"
+        self.stream = False
+        self.failed_attempts = 0
+        self.ttfb_s: float | None = None
+        self.started_at = time.time()
+        self.started = time.perf_counter()
+        self.response: Response | None = None
+
+    def done(self, response: Response, *, broken: bool = False) -> Response:
+        headers = response.headers
+        backend = headers.get("x-nexus-backend", "none")
+        cost = headers.get("x-nexus-cost-estimated")
+        self.observer.completed(
+            Completed(
+                request_id=self.request_id,
+                endpoint=self.endpoint,
+                model=self.model,
+                backend=None if backend == "none" else backend,
+                location=_or_none(headers.get("x-nexus-backend-type")),
+                route_reason=_or_none(headers.get("x-nexus-route-reason")),
+                status=response.status_code,
+                stream=self.stream,
+                started_at=self.started_at,
+                duration_s=time.perf_counter() - self.started,
+                ttfb_s=self.ttfb_s,
+                failed_attempts=self.failed_attempts,
+                fallback_model=headers.get("x-nexus-fallback-model"),
+                cost_usd=None if cost is None else float(cost),
+                stream_broken=broken,
+            )
+        )
+        return response
+
+    def stream_done(self, stream: RelayStream) -> None:
+        self.done(stream, broken=stream.broken)
+
+
+def _or_none(value: str | None) -> str | None:
+    return None if value in (None, "none") else value
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -184,16 +238,3 @@ def _all_failed(outcome: AllFailed, state: State, requirements: Requirements) ->
 
 def _zone(requirements: Requirements) -> str | None:
     return "restricted" if requirements.privacy.value == "restricted" else None
-
-
-def _logged(response: Response, rid: str, model: str, started: float) -> Response:
-    headers = response.headers
-    logger.bind(
-        request_id=rid,
-        model=model,
-        backend=headers.get("x-nexus-backend", "none"),
-        route_reason=headers.get("x-nexus-route-reason", "none"),
-        status=response.status_code,
-        latency_ms=round((time.perf_counter() - started) * 1000, 1),
-    ).info("request {} answered {}", rid, response.status_code)
-    return response

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 from pydantic import SecretStr
@@ -67,6 +68,42 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
+class RelayReply:
+    """An httpx response as a :class:`~nexus.upstream.reply.Reply`: raw bytes, httpx errors
+    translated into :class:`UpstreamError` subclasses."""
+
+    __slots__ = ("_response", "_backend")
+
+    def __init__(self, response: httpx.Response, backend: str) -> None:
+        self._response = response
+        self._backend = backend
+
+    @property
+    def status_code(self) -> int:
+        return self._response.status_code
+
+    @property
+    def content_type(self) -> str | None:
+        value: str | None = self._response.headers.get("content-type")
+        return value
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+        except httpx.TimeoutException:
+            raise UpstreamTimeout("stopped sending in time", backend=self._backend) from None
+        except httpx.TransportError as exc:
+            reason = f"connection broke ({type(exc).__name__})"
+            raise UpstreamError(reason, backend=self._backend) from None
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
 async def open_relay(
     client: httpx.AsyncClient,
     *,
@@ -76,8 +113,8 @@ async def open_relay(
     headers: dict[str, str],
     timeout: httpx.Timeout,
     api_key_env: str | None = None,
-) -> httpx.Response:
-    """POST ``body`` to ``url`` and return the open (streaming) response, or raise."""
+) -> RelayReply:
+    """POST ``body`` to ``url`` and return the open (streaming) answer, or raise."""
     request = client.build_request("POST", url, content=body, headers=headers, timeout=timeout)
     try:
         response = await client.send(request, stream=True)
@@ -89,7 +126,7 @@ async def open_relay(
         reason = f"closed the connection without an answer ({_cause(exc)})"
         raise UpstreamError(reason, backend=backend) from None
     if not worth_failover(response.status_code):
-        return response
+        return RelayReply(response, backend)
     secret = headers.get("authorization", "").removeprefix("Bearer ") or None
     raise await _failure(response, backend, api_key_env, secret)
 

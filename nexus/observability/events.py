@@ -1,0 +1,73 @@
+"""What happened to one request, reported once when it is over, and who listens.
+
+``Completed`` is emitted for every response of ``/v1/chat/completions`` and ``/v1/embeddings``,
+errors included; for a stream, when the stream has ended (``stream_broken`` says whether the
+backend broke it after it started). Observers must be fast and must not raise: they run on the
+request path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from loguru import logger
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    request_id: str
+    endpoint: str  # "chat" | "embeddings"
+    model: str  # as the client asked ("-" when the request could not be parsed)
+    backend: str | None  # the backend that answered last, None when none was chosen
+    location: str | None  # "local" | "cloud"
+    route_reason: str | None
+    status: int
+    stream: bool
+    started_at: float  # wall-clock seconds
+    duration_s: float
+    ttfb_s: float | None  # time until the first byte of the body was ready
+    failed_attempts: int
+    fallback_model: str | None
+    cost_usd: float | None
+    stream_broken: bool = False
+
+
+class Observer(Protocol):
+    def completed(self, event: Completed) -> None: ...
+
+
+class RequestLog:
+    """One log line per request: its id, model, backend, route reason, status and latency;
+    never request or response content."""
+
+    def completed(self, event: Completed) -> None:
+        logger.bind(
+            request_id=event.request_id,
+            model=event.model,
+            backend=event.backend or "none",
+            route_reason=event.route_reason or "none",
+            status=event.status,
+            latency_ms=round(event.duration_s * 1000, 1),
+        ).info(
+            "{} {} answered {}{}",
+            event.endpoint,
+            event.request_id,
+            event.status,
+            " (stream broken)" if event.stream_broken else "",
+        )
+
+
+class Observers:
+    """Fans one event out to several observers; one failing observer does not stop the rest."""
+
+    def __init__(self, observers: Sequence[Observer]) -> None:
+        self._observers = tuple(observers)
+
+    def completed(self, event: Completed) -> None:
+        for observer in self._observers:
+            try:
+                observer.completed(event)
+            except Exception:
+                logger.exception("observer {} failed", type(observer).__name__)
