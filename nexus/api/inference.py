@@ -63,7 +63,7 @@ async def serve(request: Request, kind: RequestKind, path: str) -> Response:
     result = plan_now(state, requirements)
     if isinstance(result, Rejection):
         return report.done(_rejected(result, report.request_id))
-    report.stream = requirements.stream
+    report.stream, report.input_tokens = requirements.stream, requirements.input_tokens
     call = Call(
         path, raw, body, requirements.requested_model, requirements.stream, report.request_id
     )
@@ -89,6 +89,7 @@ class _Report:
         self.stream = False
         self.failed_attempts = 0
         self.ttfb_s: float | None = None
+        self.input_tokens: int | None = None
         self.started_at = time.time()
         self.started = time.perf_counter()
         self.response: Response | None = None
@@ -114,6 +115,7 @@ class _Report:
                 fallback_model=headers.get("x-nexus-fallback-model"),
                 cost_usd=None if cost is None else float(cost),
                 stream_broken=broken,
+                input_tokens=self.input_tokens,
             )
         )
         return response
