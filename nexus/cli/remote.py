@@ -1,4 +1,5 @@
-"""Commands that ask a *running* gateway over HTTP: ``backends list``, ``models``, ``health``.
+"""Commands that ask a *running* gateway over HTTP: ``backends list``, ``models``, ``health``,
+``route``.
 
 Each prints a table, or the gateway's JSON with ``--json``. An unreachable gateway is one line on
 stderr and exit code 1.
@@ -103,8 +104,41 @@ def health(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     out.print(f"Models:   {data['models']} available")
 
 
+def route(
+    model: Annotated[str, typer.Argument(help="The model a client would ask for.")],
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show every backend considered and why.")
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Show how the running gateway would route a request for MODEL now, without sending it."""
+    data = fetch(url, f"/v1/route?{httpx.QueryParams(model=model)}")
+    if as_json:
+        return print_json(data)
+    if data["routable"]:
+        order = " -> ".join(f"{c['backend']} ({c['model']})" for c in data["candidates"])
+        out.print(f"{model}: {data['route_reason']}, tried in order: {order}", markup=False)
+    else:
+        out.print(f"{model}: HTTP {data['status']} {data['code']}: {data['message']}", markup=False)
+    if explain:
+        for stage in data["stages"]:
+            out.print(_stage_table(stage))
+
+
+def _stage_table(stage: dict[str, Any]) -> Table:
+    title = f"model {stage['model']} ({stage['role']})"
+    table = Table("Backend", "Status", "Zone", "Tier", "Decision", "Why", title=title)
+    for b in stage["backends"]:
+        decision = "[green]kept[/]" if b["decision"] == "kept" else "[red]skipped[/]"
+        row = (b["backend"], b["status"], b["zone"], str(b["tier"]))
+        table.add_row(*row, decision, b["detail"] or "")
+    return table
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the top-level ``nexus`` app."""
     app.add_typer(backends_app, name="backends")
     app.command("models")(models)
     app.command("health")(health)
+    app.command("route")(route)

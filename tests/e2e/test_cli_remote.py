@@ -116,3 +116,38 @@ def test_nexus_url_environment_variable(tmp_path) -> None:
         )
     assert result.returncode == 0
     assert orjson.loads(result.stdout)["backends"]["total"] == 0
+
+
+def test_route_explain(tmp_path, fake_ollama: FakeOllama, refused_url: str) -> None:
+    fake_ollama.set_models(FakeModel("llama3.2:3b"))
+    config = tmp_path / "nexus.toml"
+    config.write_text(
+        f"""
+[discovery]
+enabled = false
+[routing.aliases]
+fast = "llama3.2:3b"
+[[backends]]
+name = "laptop"
+url = "{fake_ollama.url}"
+type = "ollama"
+[[backends]]
+name = "dead"
+url = "{refused_url}"
+type = "vllm"
+"""
+    )
+    with nexus_serve("--config", str(config), cwd=tmp_path) as served:
+        wait_for_probes(served.url)
+        plain = cli("route", "fast", "--url", served.url)
+        explained = cli("route", "fast", "--explain", "--url", served.url)
+        as_json = cli("route", "fast", "--json", "--url", served.url)
+        unknown = cli("route", "gpt-9", "--url", served.url)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.strip() == "fast: capability-match, tried in order: laptop (llama3.2:3b)"
+    assert "does not list model 'llama3.2:3b'" in explained.stdout
+    assert "kept" in explained.stdout and "skipped" in explained.stdout
+    data = orjson.loads(as_json.stdout)
+    assert data["routable"] is True and data["model"] == "llama3.2:3b"
+    assert unknown.returncode == 0
+    assert unknown.stdout.startswith("gpt-9: HTTP 404 model_not_found")
