@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nexus import __version__
 from nexus.api import admin, health, inference, models, route
 from nexus.api.auth import ClientAuthMiddleware, ClientKeys
+from nexus.api.drain import Drain, DrainMiddleware
 from nexus.backends.registry import Registry
 from nexus.backends.state import ProbeResult
 from nexus.config import NexusConfig
@@ -43,9 +44,10 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.monotonic,
     environ: Mapping[str, str] | None = None,
+    drain: Drain | None = None,
 ) -> FastAPI:
     """Build the gateway for ``config``. ``transport``, ``clock`` and ``environ`` (where API
-    keys are read) are seams for tests."""
+    keys are read) are seams for tests; ``drain`` is shared with the server for shutdown."""
     app = FastAPI(
         title="Nexus", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan
     )
@@ -75,6 +77,8 @@ def create_app(
                 config.server.api_keys_env,
             )
         app.add_middleware(ClientAuthMiddleware, keys=keys)
+    app.state.drain = drain or Drain()
+    app.add_middleware(DrainMiddleware, drain=app.state.drain)  # outermost: counts everything
     return app
 
 

@@ -1,25 +1,61 @@
-"""Run the gateway under uvicorn (uvloop, httptools) until SIGINT/SIGTERM."""
+"""Run the gateway under uvicorn (uvloop, httptools) until SIGINT/SIGTERM, then drain.
+
+The first signal starts draining (:mod:`nexus.api.drain`): the server keeps listening, refuses
+new ``/v1/*`` requests with 503, lets in-flight requests and streams finish for up to
+:data:`DRAIN_SECONDS`, then shuts down and the process exits 0. A second signal stops at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from types import FrameType
 
 import uvicorn
 from loguru import logger
 
+from nexus.api.drain import Drain
 from nexus.app import create_app
 from nexus.config import NexusConfig
 from nexus.observability.logs import configure_logging
 
 #: How long in-flight requests may finish after SIGINT/SIGTERM.
-DRAIN_SECONDS = 10
+DRAIN_SECONDS = 10.0
 
 
-def run(config: NexusConfig) -> None:
+class DrainingServer(uvicorn.Server):
+    """uvicorn, except that the first signal drains instead of closing the listener at once."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._drain_seconds = drain_seconds
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain.draining:  # a second signal: stop now
+            self.force_exit = True
+            self.should_exit = True
+            return
+        self._drain.draining = True
+        logger.info("draining: refusing new requests, waiting for {} in flight", self._drain.active)
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(self._start_drain, loop)
+
+    def _start_drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._drain_task = loop.create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        if not await self._drain.wait_idle(self._drain_seconds):
+            logger.warning("drain limit reached with {} request(s) in flight", self._drain.active)
+        self.should_exit = True
+
+
+def run(config: NexusConfig, *, drain_seconds: float = DRAIN_SECONDS) -> None:
     """Serve ``config`` until SIGINT/SIGTERM; in-flight requests drain, then it returns."""
     configure_logging(config.logging.level, config.logging.format)
-    app = create_app(config)
+    drain = Drain()
+    app = create_app(config, drain=drain)
     server = config.server
     logger.info(
         "Nexus listening on http://{}:{} with {} configured backend(s)",
@@ -28,7 +64,7 @@ def run(config: NexusConfig) -> None:
         len(config.backends),
     )
     _exit_zero_after_drain()
-    uvicorn.run(
+    uvicorn_config = uvicorn.Config(
         app,
         host=server.host,
         port=server.port,
@@ -36,15 +72,15 @@ def run(config: NexusConfig) -> None:
         http="httptools",
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=DRAIN_SECONDS,
-        limit_max_requests=None,
+        timeout_graceful_shutdown=int(drain_seconds),
     )
+    DrainingServer(uvicorn_config, drain, drain_seconds).run()
 
 
 def _exit_zero_after_drain() -> None:
-    """uvicorn drains on SIGINT/SIGTERM, restores the previous handlers and re-raises the signal,
-    which would kill the process with -15. With no-op handlers in place the re-raised signal is
-    absorbed, and a drained gateway exits 0 as the contract says."""
+    """uvicorn restores the previous signal handlers when it stops and re-raises a signal it
+    captured, which would kill the process with -15. With no-op handlers in place a drained
+    gateway exits 0 as the contract says."""
 
     def absorb(_signal: int, _frame: FrameType | None) -> None:
         return None

@@ -1,5 +1,5 @@
 """``GET /health`` (liveness: always 200 while serving) and ``GET /health/ready`` (200 when at
-least one backend is healthy, else 503 with the same body)."""
+least one backend is healthy and the gateway is not draining, else 503 with the same body)."""
 
 from __future__ import annotations
 
@@ -79,5 +79,6 @@ async def health(request: Request) -> dict[str, Any]:
 @router.get("/health/ready")
 async def ready(request: Request) -> Response:
     body = _body(request)
-    status = 200 if body["backends"]["healthy"] > 0 else 503
+    draining = request.app.state.drain.draining
+    status = 200 if body["backends"]["healthy"] > 0 and not draining else 503
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
