@@ -63,6 +63,9 @@ def run(config: NexusConfig, *, drain_seconds: float = DRAIN_SECONDS) -> None:
         server.port,
         len(config.backends),
     )
+    warning = exposure_warning(config)
+    if warning:
+        logger.warning(warning)
     _exit_zero_after_drain()
     uvicorn_config = uvicorn.Config(
         app,
@@ -75,6 +78,21 @@ def run(config: NexusConfig, *, drain_seconds: float = DRAIN_SECONDS) -> None:
         timeout_graceful_shutdown=int(drain_seconds),
     )
     DrainingServer(uvicorn_config, drain, drain_seconds).run()
+
+
+def exposure_warning(config: NexusConfig) -> str | None:
+    """A warning when anyone on the network could spend the cloud keys: the gateway listens
+    beyond loopback, has cloud backends, and requires no client key."""
+    host = config.server.host
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    cloud = [b.name for b in config.backends if b.kind.is_cloud]
+    if loopback or not cloud or config.server.api_keys_env is not None:
+        return None
+    return (
+        f"listening on {host} with cloud backend(s) {', '.join(cloud)} and no client keys: "
+        "anyone who can reach this port can spend their API keys; set [server] api_keys_env "
+        "or bind to 127.0.0.1"
+    )
 
 
 def _exit_zero_after_drain() -> None:
