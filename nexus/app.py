@@ -28,6 +28,7 @@ from nexus.config import NexusConfig
 from nexus.config.model import BackendConfig
 from nexus.discovery import MdnsDiscovery
 from nexus.errors import error_body
+from nexus.headers import NexusHeaders, request_id
 from nexus.health.checker import HealthChecker
 from nexus.health.probes import ShowCache, probe_all
 from nexus.health.transitions import Thresholds
@@ -36,6 +37,7 @@ from nexus.proxy import Proxy
 from nexus.routing import RoutingPolicy
 
 JSON = "application/json"
+INFERENCE_PATHS = frozenset({"/v1/chat/completions", "/v1/embeddings"})
 
 
 def create_app(
@@ -148,10 +150,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as the OpenAI envelope; tracebacks go to the log, never the client."""
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         body = error_body(str(exc.detail), error_type=kind, code=str(exc.status_code))
-        return Response(body, status_code=exc.status_code, media_type=JSON, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if request.url.path in INFERENCE_PATHS:  # every response there carries the headers
+            rid = request_id(request.headers.get("x-request-id"))
+            headers.update(NexusHeaders(request_id=rid).as_dict())
+        return Response(body, status_code=exc.status_code, media_type=JSON, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
