@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from types import ModuleType
 
 import httpx
 from fastapi import FastAPI, Request
@@ -22,6 +23,7 @@ from nexus import __version__
 from nexus.api import admin, health, inference, models, route
 from nexus.api.auth import ClientAuthMiddleware, ClientKeys
 from nexus.api.drain import Drain, DrainMiddleware
+from nexus.backends.kinds import Transport
 from nexus.backends.registry import Registry
 from nexus.backends.state import ProbeResult
 from nexus.config import NexusConfig
@@ -120,11 +122,38 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.checker.start()
         discovery = _discovery(state)
         await discovery.start()
+        translated = _warm_up_translation(config)
         try:
             yield
         finally:
             await discovery.stop()
             await state.checker.stop()
+            if translated is not None:
+                await translated
+                await _translated_module().shutdown()
+
+
+def _warm_up_translation(config: NexusConfig) -> asyncio.Task[None] | None:
+    """With a translated backend configured, import LiteLLM in a thread (about 3 s) while the
+    gateway already answers; with local backends only, LiteLLM is never imported."""
+    if not any(b.kind.transport is Transport.TRANSLATED for b in config.backends):
+        return None
+
+    def warm_up() -> None:
+        try:
+            _translated_module().warm_up()
+        except Exception:  # the first translated request will try again and say why
+            logger.exception("LiteLLM warm-up failed")
+
+    return asyncio.get_running_loop().create_task(
+        asyncio.to_thread(warm_up), name="litellm-warm-up"
+    )
+
+
+def _translated_module() -> ModuleType:
+    import nexus.upstream.translated as translated  # the LiteLLM border: only when configured
+
+    return translated
 
 
 def _discovery(state: State) -> MdnsDiscovery:

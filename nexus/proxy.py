@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -32,6 +32,7 @@ from nexus.config.model import NexusConfig
 from nexus.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout, error_body
 from nexus.headers import NexusHeaders
 from nexus.health.transitions import SUCCESS, Outcome
+from nexus.pricing import PriceTable, provider_id, requested_max_tokens, stream_bound, usage_tokens
 from nexus.routing import Candidate, RoutePlan
 from nexus.upstream.body import rewrite_model
 from nexus.upstream.relay import endpoint, open_relay, request_headers
@@ -50,6 +51,7 @@ class Call:
     model_sent: str  # the "model" value in ``raw``
     stream: bool
     request_id: str
+    exact_input_tokens: int | None = None  # the request's tiktoken count, when exact
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class Served:
     headers: NexusHeaders
     failed_attempts: int
     ttfb_s: float | None  # until the body (or a stream's first chunk) was ready
+    output_tokens: int | None = None  # from a cloud JSON answer's usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,7 @@ class Proxy:
         self._client = client
         self._environ = environ
         self._clock = clock
+        self._prices = PriceTable(config.pricing)
         self._request_timeout = config.server.request_timeout_seconds
         self._timeout = httpx.Timeout(
             self._request_timeout, connect=config.server.connect_timeout_seconds
@@ -99,18 +103,20 @@ class Proxy:
             headers = _headers(plan, index, len(failures), call.request_id)
             started = self._clock()
             try:
-                response = await self._attempt(candidate, call, headers, started)
+                response, headers, output_tokens = await self._attempt(
+                    candidate, call, headers, started
+                )
             except UpstreamError as exc:
                 failures.append(exc)
                 self._failed(candidate, exc, call.request_id)
                 continue
             ttfb = self._clock() - started
-            return Served(response, headers, len(failures), ttfb)
+            return Served(response, headers, len(failures), ttfb, output_tokens)
         return AllFailed(tuple(failures), headers)
 
     async def _attempt(
         self, candidate: Candidate, call: Call, headers: NexusHeaders, started: float
-    ) -> Response:
+    ) -> tuple[Response, NexusHeaders, int | None]:
         name = candidate.backend.name
         owned = self._registry.lease(name)
         lease: Lease | None = owned  # released here unless a stream takes it over
@@ -120,6 +126,7 @@ class Proxy:
                 if call.stream and reply.status_code < 300:
                     chunks = reply.chunks()
                     first = await _first_chunk(reply, chunks)
+                    headers = replace(headers, cost_usd=self._stream_cost(candidate, call))
                     stream = RelayStream(
                         first,
                         chunks,
@@ -133,7 +140,7 @@ class Proxy:
                     )
                     lease = None  # the stream owns it now
                     self._succeeded(name, started)
-                    return stream
+                    return stream, headers, None
                 try:
                     content = await reply.read()
                 finally:
@@ -145,12 +152,37 @@ class Proxy:
             if lease is not None:
                 lease.release()
         self._succeeded(name, started)
-        return Response(
+        cost, output_tokens = self._body_cost(candidate, reply.status_code, content)
+        headers = replace(headers, cost_usd=cost)
+        response = Response(
             content,
             status_code=reply.status_code,
             headers=headers.as_dict(),
             media_type=reply.content_type or JSON,
         )
+        return response, headers, output_tokens
+
+    def _body_cost(
+        self, candidate: Candidate, status: int, content: bytes
+    ) -> tuple[float | None, int | None]:
+        """Cost and output tokens from a cloud answer's usage (local bodies are never parsed)."""
+        backend = candidate.backend
+        if not backend.is_cloud or status >= 300:
+            return None, None
+        tokens = usage_tokens(content)
+        if tokens is None:
+            return None, None
+        provider = provider_id(backend.kind.name)
+        return self._prices.estimate(candidate.model, *tokens, provider=provider), tokens[1]
+
+    def _stream_cost(self, candidate: Candidate, call: Call) -> float | None:
+        """A cloud stream's upper bound: exact input tokens plus the output limit."""
+        backend = candidate.backend
+        if not backend.is_cloud:
+            return None
+        provider = provider_id(backend.kind.name)
+        limit = requested_max_tokens(call.body)
+        return stream_bound(self._prices, candidate.model, provider, call.exact_input_tokens, limit)
 
     async def _open(self, candidate: Candidate, call: Call) -> Reply:
         backend = candidate.backend

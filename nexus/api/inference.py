@@ -64,14 +64,22 @@ async def serve(request: Request, kind: RequestKind, path: str) -> Response:
     if isinstance(result, Rejection):
         return report.done(_rejected(result, report.request_id))
     report.stream, report.input_tokens = requirements.stream, requirements.input_tokens
+    exact = requirements.input_tokens if requirements.tokens_exact else None
     call = Call(
-        path, raw, body, requirements.requested_model, requirements.stream, report.request_id
+        path,
+        raw,
+        body,
+        requirements.requested_model,
+        requirements.stream,
+        report.request_id,
+        exact_input_tokens=exact,
     )
     outcome = await state.proxy.forward(result, call)
     if isinstance(outcome, AllFailed):
         report.failed_attempts = len(outcome.failures)
         return report.done(_all_failed(outcome, state, requirements))
     report.failed_attempts, report.ttfb_s = outcome.failed_attempts, outcome.ttfb_s
+    report.output_tokens, report.cost_usd = outcome.output_tokens, outcome.headers.cost_usd
     if isinstance(outcome.response, RelayStream):
         outcome.response.on_done = report.stream_done
         return outcome.response
@@ -90,6 +98,8 @@ class _Report:
         self.failed_attempts = 0
         self.ttfb_s: float | None = None
         self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cost_usd: float | None = None  # unrounded; the header has 4 decimals
         self.started_at = time.time()
         self.started = time.perf_counter()
         self.response: Response | None = None
@@ -113,15 +123,20 @@ class _Report:
                 ttfb_s=self.ttfb_s,
                 failed_attempts=self.failed_attempts,
                 fallback_model=headers.get("x-nexus-fallback-model"),
-                cost_usd=None if cost is None else float(cost),
+                cost_usd=self.cost_usd if self.cost_usd is not None else _float(cost),
                 stream_broken=broken,
                 input_tokens=self.input_tokens,
+                output_tokens=self.output_tokens,
             )
         )
         return response
 
     def stream_done(self, stream: RelayStream) -> None:
         self.done(stream, broken=stream.broken)
+
+
+def _float(value: str | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _or_none(value: str | None) -> str | None:

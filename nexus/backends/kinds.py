@@ -92,14 +92,20 @@ def kind_of(type_name: str) -> BackendKind | None:
     return None
 
 
+def provider_table_path() -> Path | None:
+    """LiteLLM's bundled provider table (ids and endpoints), found without importing litellm."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or spec.origin is None:
+        return None
+    table = Path(spec.origin).parent / "provider_endpoints_support_backup.json"
+    return table if table.is_file() else None
+
+
 @functools.cache
 def litellm_provider_ids() -> frozenset[str]:
     """Provider ids listed in LiteLLM's bundled provider table, read as data (no litellm import)."""
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or spec.origin is None:
-        return frozenset()
-    table = Path(spec.origin).parent / "provider_endpoints_support_backup.json"
-    if not table.is_file():
+    table = provider_table_path()
+    if table is None:
         return frozenset()
     providers = orjson.loads(table.read_bytes()).get("providers", {})
     return frozenset(str(name).lower() for name in providers)

@@ -1,17 +1,229 @@
-"""Providers that do not speak OpenAI's wire format (anthropic, google and the other LiteLLM
-provider ids), translated through LiteLLM. Not built yet: every attempt fails over with a clear
-reason, so a translated backend never silently receives OpenAI-format bytes."""
+"""Providers that do not speak OpenAI's wire format (anthropic, google and any other LiteLLM
+provider id), translated by ``litellm.acompletion`` / ``litellm.aembedding``.
+
+This is the only module that imports LiteLLM, and only when a translated backend is used: the
+import takes about 2.5 s and 200 MB. Before it, LiteLLM is put offline (``LITELLM_OFFLINE_MODE``,
+``LITELLM_LOCAL_MODEL_COST_MAP``: no price-map, beta-header or tokenizer downloads) and tiktoken
+is pointed at the encodings inside the wheel. :func:`warm_up` does the import and registers the
+models LiteLLM's map lacks (:data:`nexus.pricing.NEXUS_MODELS`: prices, output limits, Gemini's
+``system_instruction``); the app runs it in a thread at start-up so that ``/health`` answers at
+once and the first request does not pay for it.
+
+Every call passes ``max_retries=0`` and ``num_retries=0`` (retries and failover are Nexus's job),
+an explicit ``max_tokens`` (:mod:`nexus.upstream.providers`) and ``drop_params=False``
+(:data:`DROP_PARAMS`): a parameter the client set that the provider cannot honour (``seed``,
+``n > 1``, ``logprobs`` on Anthropic; ``logit_bias`` on Gemini, ...) is a 400 naming it, never
+silently ignored. ``litellm.Router`` is not used.
+
+Answers are converted to Nexus's own values at this border (:mod:`nexus.upstream.convert`) and
+rendered by :mod:`nexus.upstream.openai_wire`. LiteLLM's exceptions are mapped by type and
+``status_code``, never by message text (table in ``docs/providers.md``): a connect failure in
+the cause chain is UpstreamUnreachable, ``openai.APITimeoutError`` UpstreamTimeout, 429
+UpstreamRateLimited (``retry-after`` from ``litellm_response_headers``), 401/403
+UpstreamAuthError "API key rejected (ENV)", other 4xx an OpenAI-shaped answer with that status
+(no failover), anything else (5xx; Anthropic's 529 arrives as 500) a retryable UpstreamError.
+
+A stream's first event is read before :func:`open_translated` returns, so errors before it are
+failovers; a failure later raises from :meth:`TranslatedStream.chunks` (the proxy ends the stream
+with an error event).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import importlib
+import os
+import socket
+import threading
+import warnings
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from types import ModuleType
 from typing import Any
 
+import httpx
+from loguru import logger
 from pydantic import SecretStr
 
+from nexus import tokens
 from nexus.backends.state import BackendView
-from nexus.errors import UpstreamBadResponse
-from nexus.upstream.reply import Reply
+from nexus.errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    error_body,
+)
+from nexus.pricing import NEXUS_MODELS, PriceTable
+from nexus.upstream import convert
+from nexus.upstream.openai_wire import DONE, StreamState, completion_json, embeddings_json
+from nexus.upstream.providers import (
+    Target,
+    call_arguments,
+    has_embeddings,
+    target,
+    with_max_tokens,
+)
+from nexus.upstream.relay import retry_after_seconds
+from nexus.upstream.reply import BodyReply, Reply
+
+JSON = "application/json"
+#: LiteLLM's ``drop_params``: False, so unsupported parameters are a 400, never silently dropped.
+DROP_PARAMS = False
+#: Modules LiteLLM imports lazily on the first call; :func:`warm_up` imports them up front.
+_FIRST_CALL_MODULES = (
+    "litellm._service_logger",
+    "litellm.llms.custom_httpx.async_client_cleanup",
+    "litellm.llms.vertex_ai.context_caching.vertex_ai_context_caching",
+)
+#: Rehearsed by :func:`warm_up` (``mock_response``: nothing is sent anywhere).
+_REHEARSED = ("anthropic/claude-3-5-sonnet-20241022", "gemini/gemini-1.5-pro")
+_lock = threading.Lock()
+_state: dict[str, ModuleType] = {}  # the configured LiteLLM module, once warm_up has run
+_prices = PriceTable()  # limits only (immutable): config price overrides do not matter here
+
+
+def offline_environment() -> None:
+    """Keep LiteLLM and tiktoken off the network. Must run before LiteLLM is imported."""
+    os.environ["LITELLM_OFFLINE_MODE"] = "true"
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    folder = tokens.bundled_encodings_dir()
+    if folder is not None:
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+
+
+def loaded() -> ModuleType | None:
+    """LiteLLM when :func:`warm_up` has completed, else None (nothing is imported)."""
+    return _state.get("litellm")
+
+
+def warm_up() -> ModuleType:
+    """Import and configure LiteLLM once, and rehearse one offline call per provider so that
+    the modules LiteLLM loads on its first call are loaded too (thread-safe, idempotent; about
+    3 s the first time). Run it in a thread at start-up when a translated backend is configured:
+    it blocks."""
+    with _lock:
+        module = _state.get("litellm")
+        if module is not None:
+            return module
+        offline_environment()
+        with warnings.catch_warnings():
+            _ignore_litellm_noise()
+            import litellm
+
+            litellm.suppress_debug_info = True  # no "Provider List: ..." lines on stdout
+            litellm.drop_params = DROP_PARAMS
+            missing = {k: dict(v) for k, v in NEXUS_MODELS.items() if k not in litellm.model_cost}
+            if missing:
+                litellm.register_model(missing)
+            try:
+                _in_own_loop(_rehearse(litellm))
+                for name in _FIRST_CALL_MODULES:
+                    importlib.import_module(name)
+            except Exception:  # only a warm-up: the first real call then loads what it needs
+                logger.opt(exception=True).warning("LiteLLM warm-up call failed")
+        _state["litellm"] = litellm
+        return litellm
+
+
+def _ignore_litellm_noise() -> None:
+    """LiteLLM's own types make pydantic warn while LiteLLM imports them (``ReadOnly`` items on
+    its TypedDicts): noise about LiteLLM's code, not ours, so ignored during :func:`warm_up`."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"Items? .* on TypedDict class .* using the `ReadOnly` qualifier",
+        category=UserWarning,
+        module=r"pydantic\._internal\._generate_schema",
+    )
+
+
+async def _rehearse(litellm: ModuleType) -> None:
+    """One JSON and one streamed ``mock_response`` call per common provider: no network."""
+    for model in _REHEARSED:
+        for stream in (False, True):
+            response = await litellm.acompletion(
+                model=model,
+                messages=[{"role": "user", "content": "warm-up"}],
+                api_key="warm-up",
+                max_tokens=1,
+                stream=stream,
+                mock_response="ok",
+            )
+            if stream:
+                async for _ in response:
+                    pass
+
+
+def _in_own_loop(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run ``coroutine`` to completion on a new event loop in a short-lived thread (the caller
+    may itself be running a loop)."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="nexus-litellm-warm-up")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+async def litellm_module() -> ModuleType:
+    """LiteLLM, imported in a thread when :func:`warm_up` has not run yet (the loop keeps
+    serving meanwhile)."""
+    module = loaded()
+    return module if module is not None else await asyncio.to_thread(warm_up)
+
+
+async def shutdown() -> None:
+    """Close LiteLLM's pooled HTTP sessions of the running loop (call at app shutdown)."""
+    if loaded() is None:
+        return
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    await close_litellm_async_clients()  # type: ignore[no-untyped-call]  # LiteLLM's, unannotated
+
+
+class TranslatedStream:
+    """A LiteLLM stream rendered as OpenAI's SSE events; its first event was read already."""
+
+    status_code = 200
+    content_type: str | None = "text/event-stream"
+
+    def __init__(
+        self, stream: Any, first: bytes | None, state: StreamState, errors: _Errors
+    ) -> None:
+        self._stream = stream
+        self._first = first
+        self._state = state
+        self._errors = errors
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._first is None:  # the stream ended before any event
+            yield DONE
+            return
+        yield self._first
+        try:
+            async for chunk in self._stream:
+                event = self._state.event(convert.chunk(chunk))
+                if event is not None:
+                    yield event
+        except Exception as exc:  # the border: LiteLLM's exceptions become ours
+            raise self._errors.upstream(exc) from None
+        yield DONE
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        except Exception as exc:  # closing a broken stream may fail again; nothing to do
+            logger.debug("closing a LiteLLM stream failed: {}", type(exc).__name__)
 
 
 async def open_translated(
@@ -24,8 +236,182 @@ async def open_translated(
     stream: bool,
     timeout: float,
 ) -> Reply:
-    """Send ``body`` (an OpenAI request) to ``backend`` in its provider's format."""
-    raise UpstreamBadResponse(
-        f"type '{backend.kind.name}' needs LiteLLM translation, which this build lacks",
-        backend=backend.name,
+    """Send ``body`` (an OpenAI chat or embeddings request) to ``backend`` for ``model``
+    through LiteLLM and return the answer in OpenAI's format, or raise an UpstreamError."""
+    where = target(backend.kind.name, backend.url, model)
+    errors = _Errors(backend.name, where.provider, backend.api_key_env, api_key)
+    if api_key is None and backend.api_key_env is not None:
+        raise UpstreamAuthError(f"API key missing ({backend.api_key_env})", backend=backend.name)
+    litellm = await litellm_module()
+    key = api_key.get_secret_value() if api_key is not None else None
+    common = {
+        "model": where.model,
+        "api_base": where.api_base,
+        "api_key": key,
+        "max_retries": 0,
+        "num_retries": 0,
+        "timeout": timeout,
+        "drop_params": DROP_PARAMS,
+    }
+    if path == "/embeddings":
+        return await _embed(litellm, where, body, common, errors)
+    arguments, removed = call_arguments(
+        body, litellm.constants.OPENAI_CHAT_COMPLETION_PARAMS, stream=stream
     )
+    if removed:
+        logger.debug("not sent to backend {}: {}", backend.name, ", ".join(removed))
+    arguments = with_max_tokens(arguments, _prices, where)
+    try:
+        response = await litellm.acompletion(
+            messages=body.get("messages"), stream=stream, **common, **arguments
+        )
+        if not stream:
+            return BodyReply(200, completion_json(convert.completion(response)))
+        return await _first_event(response, _include_usage(body), errors)
+    except Exception as exc:  # the border: LiteLLM's exceptions become ours
+        return errors.reply_or_raise(exc)
+
+
+async def _first_event(response: Any, include_usage: bool, errors: _Errors) -> Reply:
+    """Read the stream up to its first event, so that failures before it are failovers."""
+    state = StreamState(include_usage)
+    iterator = aiter(response)
+    while True:
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return TranslatedStream(response, None, state, errors)
+        except BaseException:
+            await TranslatedStream(response, None, state, errors).aclose()
+            raise
+        event = state.event(convert.chunk(chunk))
+        if event is not None:
+            return TranslatedStream(response, event, state, errors)
+
+
+async def _embed(
+    litellm: ModuleType,
+    where: Target,
+    body: Mapping[str, Any],
+    common: dict[str, Any],
+    errors: _Errors,
+) -> Reply:
+    if not has_embeddings(where.provider):
+        message = f"backend '{errors.backend}' ({where.provider}) offers no embeddings"
+        error = error_body(message, error_type="invalid_request_error", code="unsupported_endpoint")
+        return BodyReply(400, error)
+    arguments, _ = call_arguments(body, litellm.constants.OPENAI_EMBEDDING_PARAMS, stream=False)
+    base64_floats = arguments.pop("encoding_format", None) == "base64"
+    try:
+        response = await litellm.aembedding(input=body.get("input"), **common, **arguments)
+        rendered = embeddings_json(convert.embeddings(response), base64_floats=base64_floats)
+    except Exception as exc:  # the border: LiteLLM's exceptions become ours
+        return errors.reply_or_raise(exc)
+    return BodyReply(200, rendered)
+
+
+def _include_usage(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, Mapping) and options.get("include_usage") is True
+
+
+class _Errors:
+    """Maps LiteLLM's exceptions for one backend, by type and status code."""
+
+    def __init__(
+        self, backend: str, provider: str, key_env: str | None, api_key: SecretStr | None
+    ) -> None:
+        self.backend = backend
+        self.provider = provider
+        self.key_env = key_env
+        self.secret = api_key.get_secret_value() if api_key is not None else None
+
+    def reply_or_raise(self, exc: Exception) -> Reply:
+        """A client error (4xx but 401/403/408/429) as an OpenAI-shaped answer; else raise."""
+        inner = _unwrap(exc)
+        status = _status(inner)
+        if status is not None and 400 <= status < 500 and status not in (401, 403, 408, 429):
+            return BodyReply(status, self._client_error(inner, status))
+        raise self.upstream(exc) from None
+
+    def upstream(self, exc: Exception) -> UpstreamError:
+        """The UpstreamError for ``exc``, whatever it is."""
+        import openai
+
+        inner, name = _unwrap(exc), self.backend
+        connect = convert.cause_of(inner, _CONNECT_CAUSES)
+        if connect is not None:
+            return UpstreamUnreachable(f"cannot connect ({type(connect).__name__})", backend=name)
+        if isinstance(inner, openai.APITimeoutError) or convert.cause_of(
+            inner, (httpx.TimeoutException,)
+        ):
+            return UpstreamTimeout("no answer in time", backend=name)
+        status = _status(inner)
+        if status == 429:
+            headers = getattr(inner, "litellm_response_headers", None) or {}
+            return UpstreamRateLimited(
+                "rate limited (HTTP 429)",
+                backend=name,
+                retry_after=retry_after_seconds(_text(headers.get("retry-after"))),
+                body=self._body("HTTP 429", "rate_limit_error", "rate_limit_exceeded"),
+                content_type=JSON,
+            )
+        if status in (401, 403):
+            reason = f"API key rejected ({self.key_env})" if self.key_env else "API key rejected"
+            return UpstreamAuthError(reason, backend=name)
+        if status is None or not isinstance(inner, openai.APIError):
+            logger.opt(exception=inner).warning("LiteLLM failed for backend {}", name)
+            reason = f"translation failed ({type(inner).__name__})"
+            return UpstreamError(reason, backend=name, body=self._body(reason), content_type=JSON)
+        reason = f"HTTP {status}"
+        return UpstreamError(
+            reason, backend=name, status=status, body=self._body(reason), content_type=JSON
+        )
+
+    def _body(
+        self, reason: str, error_type: str = "upstream_error", code: str = "upstream_error"
+    ) -> bytes:
+        message = f"backend '{self.backend}' ({self.provider}) failed: {reason}"
+        return error_body(message, error_type=error_type, code=code)
+
+    def _client_error(self, exc: Exception, status: int) -> bytes:
+        """The provider's own explanation (LiteLLM's message, for the client to read; never
+        used for decisions), with the key scrubbed out."""
+        text = str(getattr(exc, "message", None) or exc)
+        text = text.split(": ", 1)[1] if text.startswith("litellm.") and ": " in text else text
+        if self.secret:
+            text = text.replace(self.secret, "***")
+        message = f"backend '{self.backend}' ({self.provider}) rejected the request: {text}"
+        code = "model_not_found" if status == 404 else None
+        return error_body(message[:2000], error_type="invalid_request_error", code=code)
+
+
+_CONNECT_CAUSES: tuple[type[BaseException], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    ConnectionRefusedError,
+    socket.gaierror,
+)
+
+
+def _unwrap(exc: Exception) -> Exception:
+    """The exception a ``MidStreamFallbackError`` wraps (LiteLLM raises it for any failure
+    while iterating a stream, even before the first chunk), else ``exc``."""
+    from litellm.exceptions import MidStreamFallbackError
+
+    while isinstance(exc, MidStreamFallbackError) and isinstance(exc.original_exception, Exception):
+        exc = exc.original_exception
+    return exc
+
+
+def _status(exc: Exception) -> int | None:
+    import openai
+
+    if not isinstance(exc, openai.APIError):
+        return None
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -82,3 +82,29 @@ async def test_backend_recovers_after_threshold(start_fake) -> None:
         await asyncio.sleep(1.2)
         assert statuses(app)["gpu"] == "unhealthy", "one success is not enough"
         await eventually(lambda: statuses(app)["gpu"] == "healthy", timeout=2.5)
+
+
+async def test_translated_backend_warms_litellm_up_in_the_background(refused_url: str) -> None:
+    import nexus.upstream.translated as translated
+
+    cfg = NexusConfig.model_validate(
+        {
+            "discovery": {"enabled": False},
+            "backends": [
+                {
+                    "name": "claude",
+                    "type": "anthropic",
+                    "url": refused_url,
+                    "api_key_env": "ANTHROPIC_KEY",
+                }
+            ],
+        }
+    )
+    app = create_app(cfg, environ={"ANTHROPIC_KEY": "k"})
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://nexus") as client:
+            started = asyncio.get_running_loop().time()
+            assert (await client.get("/health")).status_code == 200
+            assert asyncio.get_running_loop().time() - started < 0.5
+        await eventually(lambda: translated.loaded() is not None, timeout=30)
