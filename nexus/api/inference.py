@@ -7,8 +7,10 @@ Every response of these endpoints, success or error, carries the ``X-Nexus-*`` h
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -20,7 +22,7 @@ from nexus.api.route import plan_now
 from nexus.errors import UpstreamAuthError, UpstreamRateLimited, UpstreamTimeout, error_body
 from nexus.headers import NexusHeaders, request_id
 from nexus.observability.events import Completed, Observer
-from nexus.proxy import AllFailed, Call, RelayStream
+from nexus.proxy import AllFailed, Call, RelayStream, Served
 from nexus.routing import InvalidRequest, Rejection, RequestKind, Requirements, requirements_from
 
 router = APIRouter(tags=["inference"])
@@ -74,7 +76,9 @@ async def serve(request: Request, kind: RequestKind, path: str) -> Response:
         report.request_id,
         exact_input_tokens=exact,
     )
-    outcome = await state.proxy.forward(result, call)
+    outcome = await _unless_client_leaves(request, state.proxy.forward(result, call))
+    if outcome is None:
+        return report.done(_client_gone(report.request_id))
     if isinstance(outcome, AllFailed):
         report.failed_attempts = len(outcome.failures)
         return report.done(_all_failed(outcome, state, requirements))
@@ -84,6 +88,41 @@ async def serve(request: Request, kind: RequestKind, path: str) -> Response:
         outcome.response.on_done = report.stream_done
         return outcome.response
     return report.done(outcome.response)
+
+
+async def _unless_client_leaves(
+    request: Request, work: Coroutine[Any, Any, Served | AllFailed]
+) -> Served | AllFailed | None:
+    """Run ``work`` in this task; when the client disconnects first, cancel it (the attempt's
+    ``finally`` blocks release its in-flight lease and cancel the upstream request) and return
+    None. One watcher task per request; the body has been read, so ``receive`` only reports a
+    disconnect."""
+    this = asyncio.current_task()
+    assert this is not None
+    left = asyncio.Event()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        left.set()
+        this.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not left.is_set():
+            raise
+        this.uncancel()
+        return None
+    finally:
+        watcher.cancel()
+
+
+def _client_gone(rid: str) -> Response:
+    """What is logged and counted for a client that left before the answer (never sent)."""
+    body = error_body("the client closed the connection", error_type="client_closed_request")
+    return Response(body, status_code=499, headers=NexusHeaders(request_id=rid).as_dict())
 
 
 class _Report:

@@ -167,12 +167,6 @@ def test_client_gone_during_a_json_request_leaks_nothing(pool: Pool) -> None:
     assert sum(len(fake.requests_to(CHAT)) for fake in pool.fakes) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nexus bug: a client that disconnects before the backend's first byte (stream) or "
-    "during a JSON request does not cancel the upstream attempt; it keeps its in-flight slot "
-    "(and max_concurrent capacity) until the backend answers or request_timeout_seconds passes",
-)
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_client_gone_before_any_answer_cancels_the_upstream_at_once(
     pool: Pool, stream: bool
