@@ -23,6 +23,7 @@ from nexus import __version__
 from nexus.api import admin, health, inference, models, route
 from nexus.api.auth import ClientAuthMiddleware, ClientKeys
 from nexus.api.drain import Drain, DrainMiddleware
+from nexus.api.observability import install_observability
 from nexus.backends.kinds import Transport
 from nexus.backends.registry import Registry
 from nexus.backends.state import ProbeResult
@@ -72,6 +73,7 @@ def create_app(
     app.state.rng = random.Random()
     for module in (inference, models, route, admin, health):
         app.include_router(module.router)
+    install_observability(app)
     _install_error_handlers(app)
     if config.server.api_keys_env is not None:
         keys = ClientKeys(config.server.api_keys_env, environ)

@@ -38,11 +38,11 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
             return
         self._drain.draining = True
-        logger.info("draining: refusing new requests, waiting for {} in flight", self._drain.active)
         loop = asyncio.get_event_loop()
-        loop.call_soon_threadsafe(self._start_drain, loop)
+        loop.call_soon_threadsafe(self._start_drain, loop)  # no logging in a signal handler
 
     def _start_drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        logger.info("draining: refusing new requests, waiting for {} in flight", self._drain.active)
         self._drain_task = loop.create_task(self._drain_then_exit())
 
     async def _drain_then_exit(self) -> None:

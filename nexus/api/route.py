@@ -5,6 +5,7 @@ on a chat request; nothing is sent to any backend."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -19,18 +20,18 @@ def plan_now(
     state: State, requirements: Requirements, *, advance: bool = True
 ) -> RoutePlan | Rejection:
     """Plan over the registry's current snapshot. ``advance`` moves the model's round-robin
-    counter (real requests do; ``/v1/route`` does not)."""
+    counter (real requests do; ``/v1/route`` does not). The planner's own time is reported to
+    ``state.planner_timing`` (seconds) when the app has one (the metrics set it)."""
     rotation = state.rotation[requirements.model]
     if advance:
         state.rotation[requirements.model] += 1
-    return plan(
-        requirements,
-        state.registry.snapshot(),
-        state.policy,
-        now=state.clock(),
-        rotation=rotation,
-        rng=state.rng,
-    )
+    snapshot, now = state.registry.snapshot(), state.clock()
+    started = time.perf_counter()
+    result = plan(requirements, snapshot, state.policy, now=now, rotation=rotation, rng=state.rng)
+    timing = getattr(state, "planner_timing", None)
+    if timing is not None:
+        timing(time.perf_counter() - started)
+    return result
 
 
 @router.get("/v1/route")

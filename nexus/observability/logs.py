@@ -58,6 +58,7 @@ class _InterceptHandler(logging.Handler):
 
 
 _LEVELS = {"TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+_CHATTY = ("httpx", "httpcore", "LiteLLM", "litellm", "asyncio")
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -67,7 +68,11 @@ def configure_logging(level: str, fmt: str) -> None:
         logger.add(_json_sink, level=level.upper(), format="{message}")
     else:
         logger.add(sys.stderr, level=level.upper(), format=_pretty, colorize=None)
-    logging.basicConfig(handlers=[_InterceptHandler()], level=0, force=True)
+    # Standard-library records below the level are never created (they cost on the hot path).
+    std_level = logging.DEBUG if level in ("trace", "debug") else getattr(logging, level.upper())
+    logging.basicConfig(handlers=[_InterceptHandler()], level=std_level, force=True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+    for name in _CHATTY:  # one INFO line per upstream request: not ours to log
+        logging.getLogger(name).setLevel(max(std_level, logging.WARNING))

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import orjson
+import pytest
 from loguru import logger
 
 from nexus.observability.logs import configure_logging
+from tests.observability.observed import restore_default_logging
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The tests point loguru at a captured stream; afterwards it goes back to stderr."""
+    yield
+    restore_default_logging()
 
 
 def test_json_format_one_object_per_line(capfd) -> None:

@@ -1,0 +1,126 @@
+"""The dashboard page, rendered on the server from the same data the live updates carry.
+
+Every value from a backend, a client or the configuration (names, models, errors) is HTML-escaped;
+``dashboard.js`` builds the same markup with ``textContent`` only. The markup and the formatting
+of numbers here and in ``static/dashboard.js`` must stay alike.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from html import escape
+from importlib.resources import files
+from string import Template
+from typing import Any
+
+DASH = "\u2013"
+
+
+@functools.cache
+def _template() -> Template:
+    return Template(files("nexus.dashboard").joinpath("index.html").read_text(encoding="utf-8"))
+
+
+@functools.cache
+def asset(name: str) -> bytes:
+    """A file of ``static/`` (``dashboard.js``, ``dashboard.css``)."""
+    return files("nexus.dashboard").joinpath("static", name).read_bytes()
+
+
+def render_page(data: Mapping[str, Any]) -> str:
+    """The whole page for ``data`` (see :func:`nexus.api.dashboard.dashboard_data`)."""
+    return _template().substitute(
+        version=_e(data["version"]),
+        summary=_e(summary_text(data)),
+        backends="".join(backend_card(b) for b in data["backends"])
+        or '<li class="empty">No backends configured or discovered.</li>',
+        requests="".join(request_row(r) for r in data["requests"])
+        or '<tr class="empty"><td colspan="6">No requests yet.</td></tr>',
+    )
+
+
+def summary_text(data: Mapping[str, Any]) -> str:
+    totals, backends = data["totals"], data["backends"]
+    healthy = sum(1 for b in backends if b["status"] == "healthy")
+    return (
+        f"{totals['requests']} requests, {totals['success']} ok, {totals['errors']} errors; "
+        f"{healthy} of {len(backends)} backends healthy"
+    )
+
+
+def backend_card(backend: Mapping[str, Any]) -> str:
+    status = str(backend["status"])
+    facts = [
+        ("Zone", backend["zone"]),
+        ("Tier", backend["tier"]),
+        ("Type", f"{backend['type']} ({backend['location']})"),
+        ("In flight", _in_flight(backend)),
+        ("Latency", latency_text(backend["latency_ms"])),
+    ]
+    items = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in facts)
+    models = _models(backend["models"])
+    error = backend.get("last_error")
+    error_html = f'<p class="error">{_e(error)}</p>' if error and status != "healthy" else ""
+    return (
+        f'<li class="backend status-{_e(status)}" data-backend="{_e(backend["name"])}">'
+        f'<div class="head"><span class="name">{_e(backend["name"])}</span>'
+        f'<span class="badge">{_e(status)}</span></div>'
+        f"<dl>{items}</dl>{models}{error_html}</li>"
+    )
+
+
+def request_row(entry: Mapping[str, Any]) -> str:
+    status = int(entry["status"])
+    cells = [
+        ("Time", time_text(entry["time"]), ""),
+        ("Model", entry["model"], "model"),
+        ("Backend", entry["backend"] or "none", ""),
+        ("Status", status_text(entry), f"status-{status // 100}xx"),
+        ("Duration", duration_text(entry["duration_ms"]), ""),
+        ("Route reason", entry["route_reason"] or DASH, ""),
+    ]
+    tds = "".join(
+        f'<td data-label="{_e(label)}"{_class(cls)}>{_e(value)}</td>' for label, value, cls in cells
+    )
+    return f'<tr data-request-id="{_e(entry["request_id"])}">{tds}</tr>'
+
+
+def time_text(iso: str) -> str:
+    """``2026-01-02T03:04:05.678+00:00`` -> ``03:04:05``."""
+    return iso[11:19]
+
+
+def latency_text(latency_ms: float | None) -> str:
+    return DASH if latency_ms is None else f"{latency_ms:.1f} ms"
+
+
+def duration_text(duration_ms: float) -> str:
+    return f"{duration_ms:.0f} ms" if duration_ms < 1000 else f"{duration_ms / 1000:.2f} s"
+
+
+def status_text(entry: Mapping[str, Any]) -> str:
+    text = str(entry["status"])
+    if entry.get("stream"):
+        text += " stream" + (" broken" if entry.get("stream_broken") else "")
+    return text
+
+
+def _in_flight(backend: Mapping[str, Any]) -> str:
+    limit = backend.get("max_concurrent")
+    return f"{backend['in_flight']}" + ("" if limit is None else f" / {limit}")
+
+
+def _models(models: Sequence[str]) -> str:
+    if not models:
+        return '<p class="models none">No models</p>'
+    items = "".join(f"<li>{_e(m)}</li>" for m in models)
+    return f'<ul class="models">{items}</ul>'
+
+
+def _class(name: str) -> str:
+    return f' class="{name}"' if name else ""
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)

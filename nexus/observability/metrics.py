@@ -1,0 +1,230 @@
+"""Prometheus metrics, on a :class:`CollectorRegistry` owned by the app (never the global one).
+
+Every metric is defined here. Per-request metrics come from
+:class:`~nexus.observability.events.Completed` events (every response of the inference endpoints,
+errors and streams included); backend gauges are read from the registry snapshot at scrape time;
+the planner's decision time comes from :func:`nexus.api.route.plan_now`. Label values are bounded
+(:mod:`nexus.observability.labels`): backend names, known models, status classes, route reasons.
+
+=======================================  =========  ============================================
+metric                                   type       labels
+=======================================  =========  ============================================
+nexus_requests_total                     counter    backend, model, status, route_reason
+nexus_request_duration_seconds           histogram  backend, model
+nexus_time_to_first_byte_seconds         histogram  backend, model
+nexus_streams_total                      counter    backend, model
+nexus_stream_breaks_total                counter    backend
+nexus_tokens_total                       counter    backend, model, type (input | output)
+nexus_cost_estimated_usd_total           counter    backend, model
+nexus_fallbacks_total                    counter    model, fallback_model
+nexus_failovers_total                    counter    model
+nexus_planner_decision_seconds           histogram  (none)
+nexus_backends_total                     gauge      (none)
+nexus_backends_healthy                   gauge      (none)
+nexus_in_flight                          gauge      backend
+=======================================  =========  ============================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from nexus.backends.state import Snapshot, Status
+from nexus.observability.events import Completed
+from nexus.observability.labels import NONE, backend_label, status_class
+
+#: Seconds, for whole requests and time to first byte (local models answer in milliseconds,
+#: long generations take minutes).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+#: Seconds, for one routing decision (microseconds normally).
+PLANNER_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def failovers(event: Completed) -> int:
+    """How often the request moved from a failed attempt to another candidate.
+
+    ``failed_attempts`` counts the final attempt too when every attempt failed; a response of a
+    backend that was served (not failed over) never has a failover-worthy status (5xx, 429,
+    401/403), so such a status after failed attempts means the last attempt failed as well."""
+    if event.failed_attempts == 0:
+        return 0
+    last_failed = event.status >= 500 or event.status in (401, 403, 429)
+    return event.failed_attempts - 1 if last_failed else event.failed_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """The labelled children one request updates, cached per label combination (``labels()``
+    validates and locks on every call; a dict lookup does not)."""
+
+    requests: Counter
+    duration: Histogram
+    ttfb: Histogram
+    streams: Counter
+    input_tokens: Counter
+    output_tokens: Counter
+    cost: Counter
+
+
+class Metrics:
+    """The observer that turns request events into metrics, and the app's metrics registry."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], model_label: Callable[[str], str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._model_label = model_label
+        self._series: dict[tuple[str, str, str, str], _Series] = {}
+        self._define_per_request(self.registry)
+        self._define_per_event(self.registry)
+        self.registry.register(BackendGauges(snapshot))
+
+    def _define_per_request(self, r: CollectorRegistry) -> None:
+        """The metrics every request updates (cached together in :class:`_Series`)."""
+        by_model = ["backend", "model"]
+        self._requests = Counter(
+            "nexus_requests_total",
+            "Responses of the chat and embeddings endpoints, errors and streams included.",
+            ["backend", "model", "status", "route_reason"],
+            registry=r,
+        )
+        self._duration = Histogram(
+            "nexus_request_duration_seconds",
+            "Time from the request's arrival until its response (or stream) ended.",
+            by_model,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._ttfb = Histogram(
+            "nexus_time_to_first_byte_seconds",
+            "Time until the backend's first body byte (a stream's first chunk) was ready.",
+            by_model,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._streams = Counter(
+            "nexus_streams_total", "Streaming responses (SSE).", by_model, registry=r
+        )
+        self._tokens = Counter(
+            "nexus_tokens_total",
+            "Tokens of successful responses: input as Nexus counted them, output from usage.",
+            ["backend", "model", "type"],
+            registry=r,
+        )
+        self._cost = Counter(
+            "nexus_cost_estimated_usd_total",
+            "Estimated cost of cloud requests in USD (an upper bound for streams).",
+            by_model,
+            registry=r,
+        )
+
+    def _define_per_event(self, r: CollectorRegistry) -> None:
+        """Metrics of what happens to some requests only, and of the planner."""
+        self._breaks = Counter(
+            "nexus_stream_breaks_total",
+            "Streams the backend broke after they had started.",
+            ["backend"],
+            registry=r,
+        )
+        self._fallbacks = Counter(
+            "nexus_fallbacks_total",
+            "Requests served by a fallback or substitute model.",
+            ["model", "fallback_model"],
+            registry=r,
+        )
+        self._failovers = Counter(
+            "nexus_failovers_total",
+            "Moves from a failed attempt to another candidate.",
+            ["model"],
+            registry=r,
+        )
+        self._planner = Histogram(
+            "nexus_planner_decision_seconds",
+            "Time of one routing decision (the planner alone).",
+            buckets=PLANNER_BUCKETS,
+            registry=r,
+        )
+
+    def completed(self, event: Completed) -> None:
+        model = self._model_label(event.model)
+        backend = backend_label(event.backend)
+        code = status_class(event.status)
+        key = (backend, model, code, event.route_reason or NONE)
+        series = self._series.get(key) or self._new_series(key)
+        series.requests.inc()
+        series.duration.observe(event.duration_s)
+        if event.ttfb_s is not None:
+            series.ttfb.observe(event.ttfb_s)
+        if event.stream:
+            series.streams.inc()
+        if event.stream_broken:
+            self._breaks.labels(backend).inc()
+        if event.cost_usd:
+            series.cost.inc(event.cost_usd)
+        if code == "2xx":
+            if event.input_tokens:
+                series.input_tokens.inc(event.input_tokens)
+            if event.output_tokens:
+                series.output_tokens.inc(event.output_tokens)
+        if event.fallback_model is not None:
+            self._fallbacks.labels(model, self._model_label(event.fallback_model)).inc()
+        moves = failovers(event)
+        if moves:
+            self._failovers.labels(model).inc(moves)
+
+    def planner_decision(self, seconds: float) -> None:
+        """Record one routing decision that took ``seconds``."""
+        self._planner.observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric now."""
+        return generate_latest(self.registry)
+
+    def _new_series(self, key: tuple[str, str, str, str]) -> _Series:
+        backend, model, _, _ = key
+        series = _Series(
+            requests=self._requests.labels(*key),
+            duration=self._duration.labels(backend, model),
+            ttfb=self._ttfb.labels(backend, model),
+            streams=self._streams.labels(backend, model),
+            input_tokens=self._tokens.labels(backend, model, "input"),
+            output_tokens=self._tokens.labels(backend, model, "output"),
+            cost=self._cost.labels(backend, model),
+        )
+        self._series[key] = series
+        return series
+
+
+class BackendGauges:
+    """Backend counts and in-flight requests, read from the registry snapshot at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(None)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self._snapshot())
+
+    @staticmethod
+    def _families(snapshot: Snapshot | None) -> list[Metric]:
+        backends = () if snapshot is None else snapshot.backends
+        healthy = sum(1 for backend in backends if backend.status is Status.HEALTHY)
+        in_flight = GaugeMetricFamily(
+            "nexus_in_flight",
+            "Requests in flight per backend, streams included.",
+            labels=["backend"],
+        )
+        for backend in backends:
+            in_flight.add_metric([backend.name], backend.in_flight)
+        return [
+            GaugeMetricFamily("nexus_backends_total", "Backends known.", value=len(backends)),
+            GaugeMetricFamily("nexus_backends_healthy", "Healthy backends.", value=healthy),
+            in_flight,
+        ]

@@ -1,0 +1,1 @@
+"""The dashboard: rendering, escaping, live updates, and a real browser."""
