@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
+import aiohttp
 from loguru import logger
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -80,20 +80,17 @@ class Proxy:
         self,
         config: NexusConfig,
         registry: Registry,
-        client: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
         *,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
-        self._client = client
+        self._session = session
         self._environ = environ
         self._clock = clock
         self._prices = PriceTable(config.pricing)
         self._request_timeout = config.server.request_timeout_seconds
-        self._timeout = httpx.Timeout(
-            self._request_timeout, connect=config.server.connect_timeout_seconds
-        )
 
     async def forward(self, plan: RoutePlan, call: Call) -> Served | AllFailed:
         """Serve ``call`` through the first candidate of ``plan`` that answers."""
@@ -205,12 +202,12 @@ class Proxy:
         if candidate.model != call.model_sent:
             body = rewrite_model(call.raw, candidate.model)
         return await open_relay(
-            self._client,
+            self._session,
             backend=backend.name,
             url=endpoint(backend.url, call.path),
             body=body,
             headers=request_headers(key, stream=call.stream),
-            timeout=self._timeout,
+            read_timeout=self._request_timeout,
             api_key_env=backend.api_key_env,
         )
 

@@ -17,7 +17,7 @@ import email.utils
 import time
 from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 from pydantic import SecretStr
 
 from nexus.errors import (
@@ -69,31 +69,30 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 class RelayReply:
-    """An httpx response as a :class:`~nexus.upstream.reply.Reply`: raw bytes, httpx errors
-    translated into :class:`UpstreamError` subclasses."""
+    """An aiohttp response as a :class:`~nexus.upstream.reply.Reply`: the body bytes as they
+    arrive, aiohttp errors translated into :class:`UpstreamError` subclasses."""
 
     __slots__ = ("_response", "_backend")
 
-    def __init__(self, response: httpx.Response, backend: str) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, backend: str) -> None:
         self._response = response
         self._backend = backend
 
     @property
     def status_code(self) -> int:
-        return self._response.status_code
+        return self._response.status
 
     @property
     def content_type(self) -> str | None:
-        value: str | None = self._response.headers.get("content-type")
-        return value
+        return self._response.headers.get("Content-Type")
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.aiter_raw():
+            async for chunk in self._response.content.iter_any():
                 yield chunk
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise UpstreamTimeout("stopped sending in time", backend=self._backend) from None
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             reason = f"connection broke ({type(exc).__name__})"
             raise UpstreamError(reason, backend=self._backend) from None
 
@@ -101,31 +100,47 @@ class RelayReply:
         return b"".join([chunk async for chunk in self.chunks()])
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        if self._response.content.is_eof():
+            self._response.release()  # back to the pool
+        else:
+            self._response.close()  # unfinished: drop the connection, cancelling the upstream
+
+
+def relay_session(*, connect_timeout: float) -> aiohttp.ClientSession:
+    """The one connection pool of the relay. Bodies are never decompressed (bytes stay as the
+    backend sent them); idle connections are dropped after 4 s, before the 5 s keep-alive of
+    uvicorn-based backends (vLLM, most OpenAI-compatible servers) can race a reuse."""
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+        skip_auto_headers=("User-Agent",),
+    )
 
 
 async def open_relay(
-    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     *,
     backend: str,
     url: str,
     body: bytes,
     headers: dict[str, str],
-    timeout: httpx.Timeout,
+    read_timeout: float,
     api_key_env: str | None = None,
 ) -> RelayReply:
     """POST ``body`` to ``url`` and return the open (streaming) answer, or raise."""
-    request = client.build_request("POST", url, content=body, headers=headers, timeout=timeout)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=read_timeout)
     try:
-        response = await client.send(request, stream=True)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        response = await session.post(url, data=body, headers=headers, timeout=timeout)
+    except aiohttp.ClientConnectorError as exc:
         raise UpstreamUnreachable(f"cannot connect: {_cause(exc)}", backend=backend) from None
-    except httpx.TimeoutException:
+    except TimeoutError:
         raise UpstreamTimeout("no answer in time", backend=backend) from None
-    except httpx.TransportError as exc:
+    except aiohttp.ClientError as exc:
         reason = f"closed the connection without an answer ({_cause(exc)})"
         raise UpstreamError(reason, backend=backend) from None
-    if not worth_failover(response.status_code):
+    if not worth_failover(response.status):
         return RelayReply(response, backend)
     secret = headers.get("authorization", "").removeprefix("Bearer ") or None
     raise await _failure(response, backend, api_key_env, secret)
@@ -137,32 +152,36 @@ def worth_failover(status: int) -> bool:
 
 
 async def _failure(
-    response: httpx.Response, backend: str, api_key_env: str | None, secret: str | None
+    response: aiohttp.ClientResponse, backend: str, api_key_env: str | None, secret: str | None
 ) -> UpstreamError:
     """The error for a failover-worthy answer, keeping its body (with the key scrubbed out:
     providers echo a rejected key) for the client when no retry is left."""
     try:
-        body = await response.aread()
-    except httpx.HTTPError:
+        body = await response.read()
+    except (aiohttp.ClientError, TimeoutError):
         body = b""
     finally:
-        await response.aclose()
+        response.release()
     if secret:
         body = body.replace(secret.encode(), b"***")
-    status = response.status_code
-    kept = {"body": body or None, "content_type": response.headers.get("content-type")}
+    status = response.status
+    content_type = response.headers.get("Content-Type")
+    error: type[UpstreamError] = UpstreamError
+    reason, retry_after = f"HTTP {status}", None
     if status == 429:
-        retry_after = retry_after_seconds(response.headers.get("retry-after"))
-        return UpstreamRateLimited(
-            "rate limited (HTTP 429)",
-            backend=backend,
-            retry_after=retry_after,
-            **kept,
-        )
-    if status in (401, 403):
-        key = f" ({api_key_env})" if api_key_env else ""
-        return UpstreamAuthError(f"API key rejected{key}", backend=backend, **kept)
-    return UpstreamError(f"HTTP {status}", backend=backend, status=status, **kept)
+        error, reason = UpstreamRateLimited, "rate limited (HTTP 429)"
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    elif status in (401, 403):
+        error = UpstreamAuthError
+        reason = "API key rejected" + (f" ({api_key_env})" if api_key_env else "")
+    return error(
+        reason,
+        backend=backend,
+        status=status if error is UpstreamError else None,
+        body=body or None,
+        content_type=content_type,
+        retry_after=retry_after,
+    )
 
 
 def _cause(exc: Exception) -> str:

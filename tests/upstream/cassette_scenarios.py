@@ -23,7 +23,7 @@ from nexus.backends.kinds import Zone, kind_of
 from nexus.backends.state import BackendView, Status
 from nexus.errors import UpstreamError
 from nexus.upstream import translated
-from nexus.upstream.relay import endpoint, open_relay, request_headers
+from nexus.upstream.relay import endpoint, open_relay, relay_session, request_headers
 from nexus.upstream.reply import Reply
 from tests.conftest import REPO
 
@@ -153,14 +153,14 @@ async def run(scenario: Scenario, url: str, key: str) -> tuple[int, bytes] | Ups
     stream = scenario.body.get("stream") is True
     try:
         if scenario.provider == "openai":
-            async with httpx.AsyncClient() as client:
+            async with relay_session(connect_timeout=10) as session:
                 reply: Reply = await open_relay(
-                    client,
+                    session,
                     backend="openai",
                     url=endpoint(url, "/chat/completions"),
                     body=httpx.Request("POST", url, json=scenario.body).content,
                     headers=request_headers(secret, stream=stream),
-                    timeout=httpx.Timeout(60),
+                    read_timeout=60,
                     api_key_env=KEY_ENV["openai"],
                 )
                 return await _drain(reply)
