@@ -1,0 +1,102 @@
+"""The fake upstream and Nexus as processes, and the three targets a measurement is sent to."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import procs
+from bench.http1 import build_request
+from bench.upstream import MODEL, SLOW_MODEL
+
+NEXUS = str(Path(sys.executable).with_name("nexus"))
+CHAT = "/v1/chat/completions"
+DUMMY_KEY_ENV = "BENCH_DUMMY_ANTHROPIC_KEY"
+MESSAGES = (
+    b'[{"role":"system","content":"You are a helpful assistant. Answer briefly."},'
+    b'{"role":"user","content":"Say hello to the benchmark in one short sentence."}]'
+)
+
+
+def chat_body(model: str = MODEL, stream: bool = False) -> bytes:
+    """The same small chat request for every target."""
+    tail = b',"stream":true}' if stream else b"}"
+    return (
+        b'{"model":"' + model.encode() + b'","messages":' + MESSAGES
+        + b',"max_tokens":64,"temperature":0.2' + tail
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests go: direct to the upstream, or through a gateway process."""
+
+    name: str
+    port: int
+    proc: procs.Proc | None  # None for "direct": no gateway to account for
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{CHAT}"
+
+    def request(self, body: bytes) -> bytes:
+        return build_request("127.0.0.1", self.port, CHAT, body, dict(self.headers))
+
+    def json_request(self) -> bytes:
+        return self.request(chat_body())
+
+    def stream_request(self, slow: bool = False) -> bytes:
+        return self.request(chat_body(SLOW_MODEL if slow else MODEL, stream=True))
+
+
+def start_upstream(
+    workdir: Path, chunks: int, slow_delay_ms: float, impl: str = "asgi"
+) -> tuple[procs.Proc, int]:
+    port = procs.free_port()
+    argv = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--impl", impl,
+            "--chunks", str(chunks), "--slow-delay-ms", str(slow_delay_ms)]  # fmt: skip
+    proc = procs.start("upstream", argv, workdir / "upstream.log")
+    procs.wait_ready(proc, f"http://127.0.0.1:{port}/v1/models", 20.0)
+    return proc, port
+
+
+def nexus_config(upstream_port: int, port: int, translated: bool = False) -> str:
+    """One vllm backend on the fake upstream; ``translated`` adds an (unreachable) Anthropic one."""
+    text = (
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        "[discovery]\nenabled = false\n\n"
+        "[health_check]\ninterval_seconds = 3600\ntimeout_seconds = 5\n"
+        "failure_threshold = 3\nrecovery_threshold = 1\n\n"
+        f'[[backends]]\nname = "fake-vllm"\nurl = "http://127.0.0.1:{upstream_port}"\n'
+        'type = "vllm"\npriority = 10\n'
+    )
+    if translated:
+        text += (
+            f'\n[[backends]]\nname = "anthropic-dummy"\nurl = "http://127.0.0.1:{procs.free_port()}"\n'
+            f'type = "anthropic"\napi_key_env = "{DUMMY_KEY_ENV}"\npriority = 80\n'
+            'models = ["claude-3-5-haiku-20241022"]\n'
+        )
+    return text
+
+
+def start_nexus(
+    workdir: Path, upstream_port: int, name: str = "nexus", translated: bool = False
+) -> tuple[procs.Proc, int]:
+    """Start ``nexus serve`` and wait for its first ``/health`` 200 (recorded as ``ready_after``);
+    ``notes["routable_after"]`` is when ``/health/ready`` said the backend was healthy."""
+    port = procs.free_port()
+    config = workdir / f"{name}.toml"
+    config.write_text(nexus_config(upstream_port, port, translated))
+    argv = [NEXUS, "serve", "--config", str(config), "--host", "127.0.0.1",
+            "--port", str(port), "--no-discovery"]  # fmt: skip
+    env = {DUMMY_KEY_ENV: "dummy-key"} if translated else None
+    proc = procs.start(name, argv, workdir / f"{name}.log", env)
+    base = f"http://127.0.0.1:{port}"
+    procs.wait_ready(proc, f"{base}/health", 30.0)
+    health_after = proc.ready_after
+    procs.wait_ready(proc, f"{base}/health/ready", 30.0)
+    proc.notes["routable_after"] = f"{proc.ready_after:.3f}"
+    proc.ready_after = health_after
+    return proc, port

@@ -1,0 +1,82 @@
+"""The benchmark still works: ``python -m bench.run --quick`` runs end to end and writes every
+section of its JSON. A benchmark is not a test: no timing is checked here, ever."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.load import parse_wrk
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+SECTIONS = {
+    "meta", "upstream", "latency_c1", "throughput", "streaming", "streams_held",
+    "cpu_ms_per_request", "memory", "startup", "memory_growth", "planner", "checks",
+}  # fmt: skip
+
+
+def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--skip-litellm", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert SECTIONS <= set(report)
+    assert report["meta"]["targets"] == ["direct", "nexus"]
+    for name in ("direct", "nexus"):
+        assert {"p50_ms", "p99_ms", "count"} <= set(report["latency_c1"][name])
+        assert {"rps", "p99_ms"} <= set(report["throughput"]["c32"][name])
+        assert {"ttfb", "total"} <= set(report["streaming"]["c16"][name])
+        assert "max_ok" in report["streams_held"][name]
+    assert "added_p50_ms" in report["latency_c1"]["nexus"]
+    assert "added_p50_ms" in report["streaming"]["c1"]["nexus"]["ttfb"]
+    assert {"json_c1", "json_c32"} <= set(report["cpu_ms_per_request"]["nexus"])
+    assert {"rss_mb", "peak_rss_mb", "ready_rss_mb"} <= set(report["memory"]["nexus"])
+    assert {"health_s", "routable_s", "rss_mb"} <= set(report["startup"]["local"])
+    assert {"health_s", "rss_mb"} <= set(report["startup"]["translated"])
+    assert {"rss_after_first_mb", "rss_after_total_mb", "growth_pct"} <= set(
+        report["memory_growth"]
+    )
+    assert set(report["planner"]["results"]) == {"smart", "round_robin", "priority_only", "random"}
+    assert all({"measure", "target", "status"} <= set(row) for row in report["checks"])
+    assert "Targets" in done.stdout
+
+
+WRK_OUTPUT = """Running 4s test @ http://127.0.0.1:8000/v1/chat/completions
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.10ms  402.00us  12.00ms   90.00%
+  Latency Distribution
+     50%  950.00us
+     75%    1.20ms
+     90%    1.50ms
+     99%    3.08ms
+  113258 requests in 4.00s, 75.37MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 5
+Requests/sec:  28313.16
+Transfer/sec:     18.84MB
+"""
+
+
+def test_wrk_output_is_parsed() -> None:
+    assert parse_wrk(WRK_OUTPUT) == {
+        "requests": 113258,
+        "rps": 28313.2,
+        "p50_ms": 0.95,
+        "p99_ms": 3.08,
+        "errors": 3,
+        "non_2xx": 5,
+    }
