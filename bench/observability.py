@@ -5,10 +5,10 @@ Run ``.venv/bin/python bench/observability.py`` (``--help`` for sizes). Two meas
 1. **Observers alone**: ``observer.completed(event)`` for a varied stream of events (4 backends,
    12 models, errors, streams, fallbacks), for each observer and for the set the app uses. The
    log observer writes JSON lines (the ``json`` format) to ``/dev/null``.
-2. **Whole requests, in process**: the real app (``create_app``) over an ``httpx.MockTransport``
-   upstream, driven through ``httpx.ASGITransport``, in three setups run in alternating rounds
+2. **Whole requests, in process**: the real app (``create_app``) over an aiohttp upstream on
+   127.0.0.1, driven through ``httpx.ASGITransport``, in three setups run in alternating rounds
    so machine noise hits each alike: no log sink and no observability; JSON logs only; JSON logs
-   plus :func:`install_observability`. The difference of the medians is the cost per request.
+   plus metrics, stats and history. The difference of the medians is the cost per request.
 
 Prints microseconds per request and writes ``bench/results/observability-<date>.json``.
 A benchmark, not a test: the test suite only runs a tiny smoke version.
@@ -34,9 +34,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+from aiohttp import web
 from loguru import logger
 
-from nexus.api.observability import install_observability
 from nexus.app import create_app
 from nexus.config import NexusConfig
 from nexus.observability.events import Completed, Observer, Observers, RequestLog
@@ -82,9 +82,9 @@ def events(count: int) -> list[Completed]:
     ]
 
 
-def config() -> NexusConfig:
+def config(base: str = "http://127.0.0.1:9") -> NexusConfig:
     backends = [
-        {"name": name, "type": "vllm", "url": f"http://{name}.test", "models": list(MODELS)}
+        {"name": name, "type": "vllm", "url": f"{base}/{name}", "models": list(MODELS)}
         for name in BACKENDS
     ]
     return NexusConfig.model_validate(
@@ -96,12 +96,27 @@ def config() -> NexusConfig:
     )
 
 
-def upstream(request: httpx.Request) -> httpx.Response:
-    if request.url.path.endswith("/models"):
+async def upstream(request: web.Request) -> web.Response:
+    """A backend answering any path: model listings and a fixed chat completion."""
+    if request.path.endswith("/models"):
         data = [{"id": m, "object": "model"} for m in MODELS]
-        return httpx.Response(200, json={"object": "list", "data": data})
-    headers = {"content-type": "application/json"}
-    return httpx.Response(200, stream=httpx.ByteStream(CHAT_ANSWER), headers=headers)
+        return web.json_response({"object": "list", "data": data})
+    await request.read()
+    return web.Response(body=CHAT_ANSWER, content_type="application/json")
+
+
+async def start_upstream() -> tuple[web.AppRunner, str]:
+    """The upstream on a free 127.0.0.1 port, in this process; its base URL."""
+    application = web.Application()
+    application.router.add_route("*", "/{tail:.*}", upstream)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    return runner, f"http://127.0.0.1:{port}"
 
 
 @contextmanager
@@ -165,10 +180,15 @@ async def _round(client: httpx.AsyncClient, requests: int) -> list[float]:
     return timings
 
 
-async def _setup(name: str) -> tuple[Any, httpx.AsyncClient]:
-    app = create_app(config(), transport=httpx.MockTransport(upstream))
-    if name == "logs + observability":
-        install_observability(app)
+async def _setup(name: str, base: str) -> tuple[Any, httpx.AsyncClient]:
+    """The app with only the observers ``name`` says: none, the log line, or everything."""
+    app = create_app(config(base))
+    hub = app.state.observability
+    app.state.observer = {
+        "bare": Observers([]),
+        "logs": Observers([RequestLog()]),
+        "logs + observability": Observers([RequestLog(), *hub.observers()]),
+    }[name]
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
     await app.state.checker.probe(app.state.registry.configs())
@@ -178,7 +198,8 @@ async def _setup(name: str) -> tuple[Any, httpx.AsyncClient]:
 
 async def whole_requests(requests: int, rounds: int) -> dict[str, float]:
     names = ("bare", "logs", "logs + observability")
-    setups = {name: await _setup(name) for name in names}
+    runner, base = await start_upstream()
+    setups = {name: await _setup(name, base) for name in names}
     timings: dict[str, list[float]] = {name: [] for name in names}
     try:
         for number in range(rounds):
@@ -189,6 +210,7 @@ async def whole_requests(requests: int, rounds: int) -> dict[str, float]:
         for lifespan, client in setups.values():
             await client.aclose()
             await lifespan.__aexit__(None, None, None)
+        await runner.cleanup()
     return {name: round(statistics.median(values), 1) for name, values in timings.items()}
 
 

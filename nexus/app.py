@@ -23,6 +23,7 @@ from nexus import __version__
 from nexus.api import admin, health, inference, models, route
 from nexus.api.auth import ClientAuthMiddleware, ClientKeys
 from nexus.api.drain import Drain, DrainMiddleware
+from nexus.api.fastpath import InferenceFastPath
 from nexus.api.observability import install_observability
 from nexus.backends.kinds import Transport
 from nexus.backends.registry import Registry
@@ -75,6 +76,7 @@ def create_app(
     for module in (inference, models, route, admin, health):
         app.include_router(module.router)
     install_observability(app)
+    app.add_middleware(InferenceFastPath)  # innermost: drain and client keys still apply
     _install_error_handlers(app)
     if config.server.api_keys_env is not None:
         keys = ClientKeys(config.server.api_keys_env, environ)
@@ -206,8 +208,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        logger.opt(exception=exc).error(
+        rid = request_id(request.headers.get("x-request-id"))
+        logger.opt(exception=exc).bind(request_id=rid).error(
             "unexpected error on {} {}", request.method, request.url.path
         )
-        body = error_body("internal error in Nexus; see its log", error_type="server_error")
-        return Response(body, status_code=500, media_type=JSON)
+        message = f"internal error in Nexus (request {rid}); see its log"
+        body = error_body(message, error_type="server_error")
+        headers = NexusHeaders(request_id=rid).as_dict()
+        return Response(body, status_code=500, media_type=JSON, headers=headers)

@@ -90,16 +90,23 @@ async def serve(request: Request, kind: RequestKind, path: str) -> Response:
     return report.done(outcome.response)
 
 
+#: Requests shorter than this never pay for a disconnect watcher (measured: ~6 % of a request).
+WATCH_AFTER_SECONDS = 0.05
+
+
 async def _unless_client_leaves(
     request: Request, work: Coroutine[Any, Any, Served | AllFailed]
 ) -> Served | AllFailed | None:
     """Run ``work`` in this task; when the client disconnects first, cancel it (the attempt's
     ``finally`` blocks release its in-flight lease and cancel the upstream request) and return
-    None. One watcher task per request; the body has been read, so ``receive`` only reports a
+    None. The watcher starts only if ``work`` is still running after
+    :data:`WATCH_AFTER_SECONDS`; the body has been read, so ``receive`` only reports a
     disconnect."""
     this = asyncio.current_task()
     assert this is not None
+    loop = asyncio.get_running_loop()
     left = asyncio.Event()
+    watcher: list[asyncio.Task[None]] = []
 
     async def watch() -> None:
         while (await request.receive())["type"] != "http.disconnect":
@@ -107,7 +114,7 @@ async def _unless_client_leaves(
         left.set()
         this.cancel()
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    timer = loop.call_later(WATCH_AFTER_SECONDS, lambda: watcher.append(loop.create_task(watch())))
     try:
         return await work
     except asyncio.CancelledError:
@@ -116,7 +123,9 @@ async def _unless_client_leaves(
         this.uncancel()
         return None
     finally:
-        watcher.cancel()
+        timer.cancel()
+        for task in watcher:
+            task.cancel()
 
 
 def _client_gone(rid: str) -> Response:
