@@ -55,7 +55,7 @@ async def serve(request: Request, kind: RequestKind, path: str) -> Response:
         raw = await _read_body(request, state.config.server.max_body_bytes)
         body = _parse(raw, kind)
         report.model = body["model"]
-        requirements = requirements_from(body, request.headers, state.policy, kind=kind)
+        requirements = _requirements(body, request, state, kind)
     except (BadRequest, InvalidRequest) as exc:
         status = exc.status if isinstance(exc, BadRequest) else 400
         rid = report.request_id
@@ -191,9 +191,18 @@ def _or_none(value: str | None) -> str | None:
     return None if value in (None, "none") else value
 
 
+def _requirements(
+    body: dict[str, Any], request: Request, state: State, kind: RequestKind
+) -> Requirements:
+    try:
+        return requirements_from(body, request.headers, state.policy, kind=kind)
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BadRequest(f"request body is larger than {limit} bytes", status=413)
     chunks: list[bytes] = []
     size = 0
@@ -272,6 +281,8 @@ def _all_failed(outcome: AllFailed, state: State, requirements: Requirements) ->
         extra = headers.as_dict()
         if isinstance(last, UpstreamRateLimited) and last.retry_after is not None:
             extra["retry-after"] = str(math.ceil(last.retry_after))
+        elif last.status == 503:  # every 503 says when to retry
+            extra["retry-after"] = str(math.ceil(state.config.health_check.interval_seconds))
         return Response(
             last.body, status_code=last.status, headers=extra, media_type=last.content_type or JSON
         )

@@ -4,6 +4,7 @@ starting with its key path, e.g. ``backends[3].name: 'gpu' is already used by ba
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -22,7 +23,9 @@ def key_path(*parts: str | int) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            shown = part if _BARE_KEY.match(part) else '"' + part.replace('"', '\\"') + '"'
+            shown = (
+                part if _BARE_KEY.match(part) else json.dumps(part, ensure_ascii=False)
+            )  # controls escaped
             text += f".{shown}" if text else shown
     return text
 

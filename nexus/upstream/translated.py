@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import socket
 import threading
@@ -112,6 +113,7 @@ def warm_up() -> ModuleType:
             import litellm
 
             litellm.suppress_debug_info = True  # no "Provider List: ..." lines on stdout
+            _silence_litellm_logging()
             litellm.drop_params = DROP_PARAMS
             missing = {k: dict(v) for k, v in NEXUS_MODELS.items() if k not in litellm.model_cost}
             if missing:
@@ -124,6 +126,17 @@ def warm_up() -> ModuleType:
                 logger.opt(exception=True).warning("LiteLLM warm-up call failed")
         _state["litellm"] = litellm
         return litellm
+
+
+def _silence_litellm_logging() -> None:
+    """LiteLLM's loggers print their own plain-text lines (breaking JSON logs) and put request
+    content in them (e.g. the image URLs it fetches). Nexus logs every outcome itself, without
+    content, so LiteLLM's loggers are switched off."""
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        own = logging.getLogger(name)
+        own.handlers.clear()
+        own.propagate = False
+        own.disabled = True
 
 
 def _ignore_litellm_noise() -> None:

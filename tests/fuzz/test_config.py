@@ -305,12 +305,6 @@ def test_the_real_command_exits_2(tmp_path: Path) -> None:
     assert f"error: {path}: backends[0].tier: 9 is not allowed (1 to 5)" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nexus/config/checks.py key_path quotes a non-bare key without escaping control "
-    "characters, so an unknown key holding a newline (or an ESC sequence) splits its problem "
-    "over two lines (or reaches the terminal raw): a file can forge an extra 'error:' line",
-)
 def test_a_key_with_control_characters_stays_on_one_line(tmp_path: Path) -> None:
     document = put(base(), ("server", "bad\nerror: forged\x1b[31m"), 1)
     lines = problems_of(tmp_path, toml(document))

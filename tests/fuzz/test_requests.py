@@ -260,13 +260,6 @@ def test_headers_never_reflect_into_the_response(
         assert response.header(b"x-nexus-backend") != b"cloud"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nexus/routing/requirements.py _json_text: orjson.dumps refuses 'tools'/'functions' "
-    "nested deeper than 254 levels (TypeError), the fallback str(value) then raises "
-    "RecursionError from about 980 levels (orjson.loads accepts up to 1024), which nothing "
-    "catches: a 2 KB body gets a 500 and a traceback in the log",
-)
 @pytest.mark.parametrize("key", ["tools", "functions"])
 def test_deeply_nested_tools_are_a_400_not_a_500(gateway: Running, key: str) -> None:
     depth = 1000
@@ -282,13 +275,6 @@ def test_deeply_nested_tools_are_a_400_not_a_500(gateway: Running, key: str) -> 
     check(response)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nexus/api/inference.py _read_body checks Content-Length with str.isdigit(), which "
-    "is true for '\u00b9' (latin-1 byte 0xB9) and other Unicode digits int() refuses: ValueError, "
-    "a 500. Unreachable through `nexus serve` (httptools answers 400 first), reachable from "
-    "any ASGI server that passes the header through",
-)
 def test_a_non_ascii_content_length_is_a_400_not_a_500(gateway: Running) -> None:
     body = encode({"model": "m", "messages": [{"role": "user", "content": "x"}]})
     try:

@@ -166,13 +166,6 @@ def test_5xx_from_every_candidate_gives_the_last_error(fixed: Fleet) -> None:
     fixed.settled()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nexus/api/inference.py _all_failed passes the last upstream error through with "
-    "only Nexus's headers (Retry-After is added for a 429 alone), so a backend's own 503 "
-    "reaches the client without Retry-After, against contract section 6 ('Every 503 carries "
-    "Retry-After')",
-)
 def test_an_upstream_503_carries_retry_after(fixed: Fleet) -> None:
     fixed.fakes["503-passthrough"].server_error(503)
     answer = chat(fixed.client, "m-503-passthrough")

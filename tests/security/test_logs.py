@@ -93,13 +93,6 @@ def test_request_content_is_never_logged(tmp_path: Path) -> None:
     assert MARKER not in stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LiteLLM's verbose_logger keeps the StreamHandler it adds when it is imported (after "
-    "nexus/observability/logs.py configure_logging ran) and also propagates: its image-fetch "
-    "warning (litellm_core_utils/prompt_templates/image_handling.py) is written twice, once as "
-    "plain text breaking the JSON log format, and both copies carry the client's image URL",
-)
 def test_a_translated_image_url_is_never_logged(tmp_path: Path) -> None:
     with FakeAnthropic([FakeModel(CLAUDE, vision=True)]) as claude:
         backends = [backend("claude", claude.url, "anthropic", api_key_env="ANTHROPIC_KEY")]
