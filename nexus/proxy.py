@@ -29,7 +29,13 @@ from nexus.backends.kinds import Transport
 from nexus.backends.registry import Lease, Registry
 from nexus.config.credentials import read_credential
 from nexus.config.model import NexusConfig
-from nexus.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout, error_body
+from nexus.errors import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    error_body,
+)
 from nexus.headers import NexusHeaders
 from nexus.health.transitions import SUCCESS, Outcome
 from nexus.pricing import PriceTable, provider_id, requested_max_tokens, stream_bound, usage_tokens
@@ -123,6 +129,9 @@ class Proxy:
                 if call.stream and reply.status_code < 300:
                     chunks = reply.chunks()
                     first = await _first_chunk(reply, chunks)
+                    if not first:  # nothing at all: a failover, not an empty 200
+                        await reply.aclose()
+                        raise UpstreamBadResponse("answered an empty stream", backend=name)
                     headers = replace(headers, cost_usd=self._stream_cost(candidate, call))
                     stream = RelayStream(
                         first,
@@ -277,20 +286,30 @@ class RelayStream(StreamingResponse):
         self._lease = lease
         self._backend = backend
         self._deadline = deadline
+        self._sse = media_type.startswith("text/event-stream")
         self.broken = False
         self.on_done: Callable[[RelayStream], None] | None = None
 
     async def _relay(self, first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        if first:
-            yield first
+        tail = first[-_TAIL:]
+        yield first
         try:
-            async for chunk in chunks:
+            while (chunk := await self._next(chunks)) is not None:
+                tail = (tail + chunk)[-_TAIL:]
                 yield chunk
-                if time.monotonic() > self._deadline:
-                    raise UpstreamTimeout("the whole-request limit passed", backend=self._backend)
+            if self._sse and not tail.rstrip().endswith(b"[DONE]"):
+                raise UpstreamBadResponse("ended without 'data: [DONE]'", backend=self._backend)
         except UpstreamError as exc:
             self.broken = True
             yield _error_event(self._backend, exc)
+
+    async def _next(self, chunks: AsyncIterator[bytes]) -> bytes | None:
+        """The next chunk, or None at the end; a stall past the whole-request limit fails."""
+        try:
+            async with asyncio.timeout(self._deadline - time.monotonic()):
+                return await anext(chunks, None)
+        except TimeoutError:
+            raise UpstreamTimeout("the whole-request limit passed", backend=self._backend) from None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -300,6 +319,10 @@ class RelayStream(StreamingResponse):
             self._lease.release()
             if self.on_done is not None:
                 self.on_done(self)
+
+
+#: How many trailing bytes of a stream are kept to see its end (``data: [DONE]``).
+_TAIL = 32
 
 
 def _error_event(backend: str, exc: UpstreamError) -> bytes:

@@ -221,13 +221,6 @@ def test_a_stream_that_stalls_early_ends_by_the_timeout(fixed: Fleet) -> None:
     fixed.settled()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nexus/proxy.py RelayStream._relay checks the whole-request deadline only after a "
-    "chunk arrives; the wait for the next chunk is bounded by httpx's per-read timeout "
-    "(= request_timeout_seconds), so a stream that stalls just before the deadline runs to "
-    "about twice the limit",
-)
 def test_a_stream_that_stalls_late_ends_by_the_timeout(fixed: Fleet) -> None:
     fixed.fakes["stall-late"].misbehave("stall-after", events=3, delay=0.4, times=1)
     answer = chat(fixed.client, "m-stall-late", stream=True)
@@ -245,12 +238,6 @@ def test_a_stream_longer_than_the_limit_is_cut_with_an_error_event(fixed: Fleet)
     fixed.settled()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nexus/proxy.py RelayStream._relay treats a clean end of the upstream body as a "
-    "complete stream: a backend that stops without 'data: [DONE]' reaches the client as a "
-    "silently truncated 200 stream (no final error event)",
-)
 def test_a_stream_that_ends_without_done_is_not_silently_truncated(fixed: Fleet) -> None:
     fixed.fakes["sse-no-done"].misbehave("sse-no-done", events=2, times=1)
     answer = chat(fixed.client, "m-sse-no-done", stream=True)
@@ -258,12 +245,6 @@ def test_a_stream_that_ends_without_done_is_not_silently_truncated(fixed: Fleet)
     assert verdict(answer) == ERROR_EVENT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nexus/proxy.py Proxy._attempt accepts an empty first chunk (_first_chunk returns "
-    "b'' for an empty body) and starts a 200 stream with nothing in it instead of failing over "
-    "(nothing had reached the client)",
-)
 def test_an_empty_stream_fails_over(fixed: Fleet) -> None:
     fixed.fakes["empty-sse"].misbehave("empty-sse", times=1)
     answer = chat(fixed.client, "m-empty-sse", "anyone", stream=True)
