@@ -1,6 +1,9 @@
 # Nexus gateway image: `docker build -t nexus-gateway .` then
 # `docker run -p 8000:8000 -v ./nexus.toml:/etc/nexus/nexus.toml:ro nexus-gateway`.
-FROM python:3.11-slim
+# BASE may name another image with Python 3.11+ and pip as `python` and `pip` (e.g. one built
+# from Debian's packages: scripts/build-base-image).
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

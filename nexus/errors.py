@@ -10,7 +10,8 @@
         ├── UpstreamTimeout         no answer in time: 504
         ├── UpstreamRateLimited     429, with ``retry_after``
         ├── UpstreamAuthError       401/403 from the backend: its credential was rejected
-        └── UpstreamBadResponse     the backend answered something that is not a valid response
+        ├── UpstreamBadResponse     the backend answered something that is not a valid response
+        └── BackendAtCapacity       max_concurrent reached across replicas: not a health failure
 
 Failover reads ``exc.retryable``, never message text. Messages never contain API keys or request
 content.
@@ -120,6 +121,15 @@ class UpstreamAuthError(UpstreamError):
 class UpstreamBadResponse(UpstreamError):
     code = "bad_upstream_response"
     failure = Failure.BAD_RESPONSE
+
+
+class BackendAtCapacity(UpstreamError):
+    """The backend's ``max_concurrent`` is reached counting every replica (shared state): the
+    next candidate is tried. Nothing was sent, so it does not count against its health."""
+
+    status = 503
+    error_type = "service_unavailable"
+    code = "backend_at_capacity"
 
 
 def error_body(

@@ -9,7 +9,9 @@ and then dies is still a failover. After that, a failure ends the stream with on
 ``data: {"error": ...}`` event, never a silent truncation.
 
 In-flight counts are taken for the whole attempt, streams included, and released on every path:
-success, failure, timeout and client disconnect (which also cancels the upstream request).
+success, failure, timeout and client disconnect (which also cancels the upstream request). With
+shared state, an attempt on a backend with ``max_concurrent`` is first admitted across replicas
+(:class:`Admission`, bounded in time); a refusal moves on to the next candidate.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from loguru import logger
@@ -27,9 +29,11 @@ from starlette.types import Receive, Scope, Send
 
 from nexus.backends.kinds import Transport
 from nexus.backends.registry import Lease, Registry
+from nexus.backends.state import BackendView
 from nexus.config.credentials import read_credential
 from nexus.config.model import NexusConfig
 from nexus.errors import (
+    BackendAtCapacity,
     UpstreamBadResponse,
     UpstreamError,
     UpstreamRateLimited,
@@ -79,6 +83,13 @@ class AllFailed:
     headers: NexusHeaders
 
 
+class Admission(Protocol):
+    """Admits an attempt on a backend with ``max_concurrent`` across replicas (shared state)."""
+
+    async def admit(self, backend: BackendView, lease: Lease) -> None:
+        """Return when ``lease`` may proceed; raise :class:`BackendAtCapacity` when not."""
+
+
 class Proxy:
     """Attempts and failover over the shared HTTP client. One per app."""
 
@@ -90,8 +101,10 @@ class Proxy:
         *,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        admission: Admission | None = None,
     ) -> None:
         self._registry = registry
+        self._admission = admission
         self._session = session
         self._environ = environ
         self._clock = clock
@@ -125,6 +138,8 @@ class Proxy:
         lease: Lease | None = owned  # released here unless a stream takes it over
         try:
             async with asyncio.timeout(self._request_timeout):
+                if self._admission is not None and candidate.backend.max_concurrent is not None:
+                    await self._admission.admit(candidate.backend, owned)
                 reply = await self._open(candidate, call)
                 if call.stream and reply.status_code < 300:
                     chunks = reply.chunks()
@@ -225,8 +240,11 @@ class Proxy:
         self._registry.record_outcome(name, SUCCESS, latency_ms=latency_ms)
 
     def _failed(self, candidate: Candidate, exc: UpstreamError, request_id: str) -> None:
-        retry_after = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
         name = candidate.backend.name
+        if isinstance(exc, BackendAtCapacity):  # nothing was sent: not a health failure
+            logger.bind(request_id=request_id, backend=name).info(exc.message)
+            return
+        retry_after = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
         changed = self._registry.record_outcome(
             name, Outcome(exc.failure, exc.message, retry_after)
         )

@@ -3,12 +3,15 @@
 The first signal starts draining (:mod:`nexus.api.drain`): the server keeps listening, refuses
 new ``/v1/*`` requests with 503, lets in-flight requests and streams finish for up to
 :data:`DRAIN_SECONDS`, then shuts down and the process exits 0. A second signal stops at once.
+With ``[server] workers`` above 1, :mod:`nexus.supervisor` runs one such server per worker
+process on a socket they share (:func:`serve_socket`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -52,32 +55,49 @@ class DrainingServer(uvicorn.Server):
 
 
 def run(config: NexusConfig, *, drain_seconds: float = DRAIN_SECONDS) -> None:
-    """Serve ``config`` until SIGINT/SIGTERM; in-flight requests drain, then it returns."""
+    """Serve ``config`` until SIGINT/SIGTERM; in-flight requests drain, then it returns (with
+    several workers, raises ``SystemExit(1)`` when one of them did not exit cleanly)."""
     configure_logging(config.logging.level, config.logging.format)
-    drain = Drain()
-    app = create_app(config, drain=drain)
     server = config.server
     logger.info(
-        "Nexus listening on http://{}:{} with {} configured backend(s)",
+        "Nexus listening on http://{}:{} with {} configured backend(s){}",
         server.host,
         server.port,
         len(config.backends),
+        f" in {server.workers} worker processes" if server.workers > 1 else "",
     )
     warning = exposure_warning(config)
     if warning:
         logger.warning(warning)
+    if server.workers > 1:
+        from nexus.supervisor import Supervisor
+
+        code = Supervisor(config, drain_seconds).run()
+        if code:
+            raise SystemExit(code)
+        return
+    serve_socket(config, None, drain_seconds)
+
+
+def serve_socket(config: NexusConfig, sock: socket.socket | None, drain_seconds: float) -> None:
+    """Run the app under :class:`DrainingServer` until it has drained: on ``sock`` (a listening
+    socket shared by worker processes) or, when None, on ``[server] host`` and ``port``."""
+    drain = Drain()
+    app = create_app(config, drain=drain)
     _exit_zero_after_drain()
     uvicorn_config = uvicorn.Config(
         app,
-        host=server.host,
-        port=server.port,
+        host=config.server.host,
+        port=config.server.port,
         loop="uvloop",
         http="httptools",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(drain_seconds),
     )
-    DrainingServer(uvicorn_config, drain, drain_seconds).run()
+    DrainingServer(uvicorn_config, drain, drain_seconds).run(
+        sockets=None if sock is None else [sock]
+    )
 
 
 def exposure_warning(config: NexusConfig) -> str | None:

@@ -3,14 +3,20 @@
 The registry is the only mutable backend state in a process. Probes (:mod:`nexus.health.checker`)
 and the proxy (request outcomes, in-flight counts) write to it; everything else reads snapshots.
 All methods are synchronous and called from the event loop thread, so no lock is needed.
+
+Shared state (:mod:`nexus.state`, several replicas) hooks in without any network wait here: a
+:class:`StateListener` is told of local health changes, cooldowns and leases (it queues them), and
+the ``apply_shared_*`` / :meth:`Registry.set_shared_in_flight` methods take in what other replicas
+saw. Without a listener (the memory backend) nothing else happens.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from nexus.backends.state import BackendView, Health, ModelInfo, ProbeResult, Snapshot, Status
 from nexus.config.model import BackendConfig
@@ -27,6 +33,7 @@ class _Record:
     health: Health = field(default_factory=Health)
     models: dict[str, ModelInfo] = field(default_factory=dict)
     in_flight: int = 0
+    shared_in_flight: int = 0  # other replicas' leases, as of the last sync
     latency_ms: float | None = None
     last_check: float | None = None
     next_probe_at: float | None = None
@@ -37,13 +44,14 @@ class _Record:
 
 
 class Lease:
-    """One in-flight request on a backend. ``release`` may be called any number of times; only
-    the first call counts."""
+    """One in-flight request on a backend, numbered ``id`` (unique in this registry).
+    ``release`` may be called any number of times; only the first call counts."""
 
-    __slots__ = ("_release",)
+    __slots__ = ("_release", "id")
 
-    def __init__(self, release: Callable[[], None]) -> None:
+    def __init__(self, release: Callable[[], None], lease_id: int = 0) -> None:
         self._release: Callable[[], None] | None = release
+        self.id = lease_id
 
     def release(self) -> None:
         release, self._release = self._release, None
@@ -51,8 +59,22 @@ class Lease:
             release()
 
 
+class StateListener(Protocol):
+    """Learns the local changes other replicas must know. Called on the request path: must only
+    record them (no I/O, no waiting) and must not raise."""
+
+    def status_changed(self, name: str, status: Status, error: str | None) -> None: ...
+
+    def cooled_down(self, name: str, seconds: float) -> None: ...
+
+    def leased(self, name: str, lease_id: int) -> None: ...
+
+    def released(self, name: str, lease_id: int) -> None: ...
+
+
 class Registry:
-    """Backends by configured name, in configuration order (discovered ones after)."""
+    """Backends by configured name, in configuration order (discovered ones after).
+    ``listener`` (None by default) is told of local changes, see :class:`StateListener`."""
 
     def __init__(
         self,
@@ -67,6 +89,8 @@ class Registry:
         self._clock = clock
         self._wall_clock = wall_clock
         self._snapshot: Snapshot | None = None
+        self._leases = 0
+        self.listener: StateListener | None = None
         for backend in backends:
             self.add(backend)
 
@@ -126,9 +150,53 @@ class Registry:
         return changed
 
     def _advance(self, record: _Record, outcome: Outcome) -> Status | None:
-        before = record.health.status
-        record.health = advance(record.health, outcome, self._thresholds, self._clock())
-        return record.health.status if record.health.status is not before else None
+        before, now = record.health, self._clock()
+        after = record.health = advance(before, outcome, self._thresholds, now)
+        if self.listener is not None:
+            name = record.config.name
+            if after.status is not before.status:
+                self.listener.status_changed(name, after.status, after.last_error)
+            if after.cooldown_until is not None and after.cooldown_until != before.cooldown_until:
+                self.listener.cooled_down(name, after.cooldown_until - now)
+        return after.status if after.status is not before.status else None
+
+    # -- shared state (other replicas) ---------------------------------------------------------
+
+    def apply_shared_status(self, name: str, status: Status, error: str | None) -> bool:
+        """Take in a status another replica reached (the listener is not told). A backend
+        becoming unhealthy keeps its failure count; the success count restarts. Returns whether
+        the status changed."""
+        record = self._records.get(name)
+        if record is None or record.health.status is status:
+            return False
+        healthy = status is Status.HEALTHY
+        record.health = replace(
+            record.health,
+            status=status,
+            consecutive_failures=0 if healthy else record.health.consecutive_failures,
+            consecutive_successes=0,
+            last_error=record.health.last_error if healthy else error,
+        )
+        self._changed()
+        return True
+
+    def apply_shared_cooldown(self, name: str, seconds: float) -> None:
+        """Cool ``name`` down for ``seconds`` from now, unless it already is for longer."""
+        record = self._records.get(name)
+        if record is None or seconds <= 0:
+            return
+        until = self._clock() + seconds
+        if record.health.cooldown_until is None or record.health.cooldown_until < until:
+            record.health = replace(record.health, cooldown_until=until)
+            self._changed()
+
+    def set_shared_in_flight(self, counts: Mapping[str, int]) -> None:
+        """Other replicas' in-flight counts by backend (absent: 0); snapshots show the sum."""
+        for name, record in self._records.items():
+            count = counts.get(name, 0)
+            if record.shared_in_flight != count:
+                record.shared_in_flight = count
+                self._changed()
 
     # -- load ----------------------------------------------------------------------------------
 
@@ -138,13 +206,19 @@ class Registry:
         if record is None:
             return Lease(lambda: None)
         record.in_flight += 1
+        self._leases += 1
+        lease_id, listener = self._leases, self.listener
+        if listener is not None:
+            listener.leased(name, lease_id)
         self._changed()
 
         def release() -> None:
             record.in_flight -= 1
+            if listener is not None:
+                listener.released(name, lease_id)
             self._changed()
 
-        return Lease(release)
+        return Lease(release, lease_id)
 
     @contextmanager
     def in_flight(self, name: str) -> Iterator[None]:
@@ -182,7 +256,7 @@ def _view(record: _Record) -> BackendView:
         max_concurrent=config.max_concurrent,
         status=health.status,
         models=record.models,
-        in_flight=record.in_flight,
+        in_flight=record.in_flight + record.shared_in_flight,
         latency_ms=record.latency_ms,
         last_error=health.last_error,
         last_check=record.last_check,

@@ -21,7 +21,8 @@ from nexus.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("nexus.toml")
 
-#: Settings that both an environment variable (``NEXUS_<NAME>``) and a CLI flag can set.
+#: Settings that an environment variable (``NEXUS_<NAME>``) can set, and a CLI flag when the
+#: command has one (``workers`` and ``redis_url`` are environment-only).
 OVERRIDABLE: dict[str, tuple[str, str]] = {
     "host": ("server", "host"),
     "port": ("server", "port"),
@@ -29,6 +30,8 @@ OVERRIDABLE: dict[str, tuple[str, str]] = {
     "log_format": ("logging", "format"),
     "discovery": ("discovery", "enabled"),
     "health_check": ("health_check", "enabled"),
+    "workers": ("server", "workers"),
+    "redis_url": ("state", "redis_url"),
 }
 
 
@@ -45,6 +48,8 @@ class EnvOverrides(BaseSettings):
     log_format: str | None = None
     discovery: str | None = None
     health_check: str | None = None
+    workers: str | None = None
+    redis_url: str | None = None
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 from nexus.backends.kinds import BackendKind, Zone, kind_of
 from nexus.config.checks import semantic_problems
@@ -44,6 +44,9 @@ class ServerConfig(Section):
     )
     api_keys_env: EnvVarName | None = Field(
         None, description="Env var holding comma-separated client keys required on /v1/*."
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="Processes serving the port (state per process unless shared)."
     )
 
 
@@ -215,6 +218,59 @@ class BackendConfig(Section):
         return kind
 
 
+def _redis_url(value: Any) -> Any:
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if isinstance(text, str):
+        scheme, sep, rest = text.strip().partition("://")
+        if scheme.lower() not in ("redis", "rediss", "unix") or not sep or not rest:
+            raise ValueError("is not a redis://, rediss:// or unix:// URL")
+        return text.strip()
+    return value
+
+
+class StateConfig(Section):
+    """Where replicas and workers share backend state (cooldowns, health, in-flight, counters)."""
+
+    backend: Annotated[Literal["memory", "redis"], BeforeValidator(_lower)] = Field(
+        "memory", description="'memory': each process on its own; 'redis': shared through Redis."
+    )
+    redis_url: Annotated[SecretStr, BeforeValidator(_redis_url)] = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        description="Redis URL (may hold a password, so it is never shown).",
+    )
+    key_prefix: str = Field(
+        "nexus:",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9:._-]+$",
+        description="Prefix of every Redis key (several clusters may share one Redis).",
+    )
+    sync_interval_seconds: float = Field(
+        0.25, ge=0.05, le=5, description="Seconds between background syncs with Redis."
+    )
+    sync_timeout_seconds: float = Field(
+        1.0, ge=0.05, le=10, description="Limit of one background sync."
+    )
+    acquire_timeout_seconds: float = Field(
+        0.05,
+        ge=0.005,
+        le=1,
+        description="Longest wait of a request for Redis (max_concurrent check); then local.",
+    )
+    lease_ttl_seconds: float = Field(
+        5.0, ge=1, le=300, description="An in-flight lease of a dead replica expires after this."
+    )
+
+    @model_validator(mode="after")
+    def _ttl_outlives_sync(self) -> StateConfig:
+        if self.lease_ttl_seconds < 4 * self.sync_interval_seconds:
+            raise ValueError(
+                f"lease_ttl_seconds ({self.lease_ttl_seconds:g}) must be at least 4 times "
+                f"sync_interval_seconds ({self.sync_interval_seconds:g})"
+            )
+        return self
+
+
 class NexusConfig(Section):
     """The whole configuration. ``NexusConfig()`` is the zero-config default."""
 
@@ -225,6 +281,7 @@ class NexusConfig(Section):
     )
     routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Routing rules.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
+    state: StateConfig = Field(default_factory=StateConfig, description="Shared state.")
     pricing: dict[ModelName, PriceConfig] = Field(
         default_factory=dict, description="USD price overrides per model."
     )

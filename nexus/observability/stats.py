@@ -4,10 +4,16 @@
 (the reference reported ``errors: 0`` always). A stream counts once, when it ended; one the
 backend broke after it started is a 2xx (the client got a 200) and is also counted in
 ``streams_broken``. Model names are the bounded labels of :mod:`nexus.observability.labels`.
+
+With shared state (:mod:`nexus.state`) the counts are the cluster's: :meth:`Stats.flat` gives
+this process's counters as flat fields, the sync publishes them and sets :attr:`Stats.remote` to
+what the other replicas counted, and the body shows the sum. ``process`` says which process
+answered and whether its counts are shared.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +34,19 @@ class Tally:
         self.errors += not ok
 
 
+#: Separates the parts of a flat counter name: ``class\t2xx``, ``backend\t<name>\terrors``.
+SEP = "\t"
+
+
+@dataclass(slots=True)
+class _Counts:
+    by_class: Counter[str]
+    streams: int
+    streams_broken: int
+    backends: dict[str, Tally]
+    models: dict[str, Tally]
+
+
 class Stats:
     """The observer that counts responses."""
 
@@ -38,6 +57,8 @@ class Stats:
         self.streams_broken = 0
         self.backends: dict[str, Tally] = {}
         self.models: dict[str, Tally] = {}
+        self.remote: dict[str, int] = {}  # other replicas' flat counters (shared state)
+        self.scope: dict[str, Any] = {"state": "memory"}  # shown as ``process``
 
     def completed(self, event: Completed) -> None:
         code = status_class(event.status)
@@ -49,11 +70,22 @@ class Stats:
             self.backends.setdefault(event.backend, Tally()).add(ok)
         self.models.setdefault(self._model_label(event.model), Tally()).add(ok)
 
+    def flat(self) -> dict[str, int]:
+        """This process's counters as flat fields (see :data:`SEP`), for shared state."""
+        fields = {f"class{SEP}{code}": count for code, count in self.by_class.items()}
+        fields["streams"], fields["streams_broken"] = self.streams, self.streams_broken
+        for kind, tallies in (("backend", self.backends), ("model", self.models)):
+            for name, tally in tallies.items():
+                fields[f"{kind}{SEP}{name}{SEP}requests"] = tally.requests
+                fields[f"{kind}{SEP}{name}{SEP}errors"] = tally.errors
+        return fields
+
     def body(self, snapshot: Snapshot, *, uptime_seconds: float) -> dict[str, Any]:
-        """The ``/v1/stats`` document (contract section 3), plus errors by status class and
-        stream counts."""
-        total = sum(self.by_class.values())
-        success = self.by_class["2xx"]
+        """The ``/v1/stats`` document (contract section 3), plus errors by status class, stream
+        counts and the answering process."""
+        counts = self._counts()
+        total = sum(counts.by_class.values())
+        success = counts.by_class["2xx"]
         return {
             "uptime_seconds": int(uptime_seconds),
             "requests": {
@@ -62,40 +94,70 @@ class Stats:
                 "errors": total - success,
                 "errors_by_class": {
                     code: count
-                    for code, count in sorted(self.by_class.items())
+                    for code, count in sorted(counts.by_class.items())
                     if code != "2xx" and count
                 },
-                "streams": self.streams,
-                "streams_broken": self.streams_broken,
+                "streams": counts.streams,
+                "streams_broken": counts.streams_broken,
             },
-            "backends": self._backends(snapshot),
-            "models": self._models(snapshot),
+            "backends": _backends(snapshot, counts.backends),
+            "models": _models(snapshot, counts.models),
+            "process": {"pid": os.getpid(), **self.scope},
         }
 
-    def _backends(self, snapshot: Snapshot) -> list[dict[str, Any]]:
-        """Every backend of the snapshot, then any that served requests and has gone since."""
-        rows = []
-        for backend in snapshot.backends:
-            tally = self.backends.get(backend.name, Tally())
-            latency = None if backend.latency_ms is None else round(backend.latency_ms, 1)
-            rows.append(_backend_row(backend.name, tally, backend.in_flight, latency))
-        present = {backend.name for backend in snapshot.backends}
-        rows += [
-            _backend_row(name, tally, 0, None)
-            for name, tally in self.backends.items()
-            if name not in present
-        ]
-        return rows
+    def _counts(self) -> _Counts:
+        """This process's counts plus the other replicas' (:attr:`remote`)."""
+        if not self.remote:
+            return _Counts(
+                self.by_class, self.streams, self.streams_broken, self.backends, self.models
+            )
+        counts = _Counts(
+            Counter(self.by_class),
+            self.streams,
+            self.streams_broken,
+            {name: Tally(t.requests, t.errors) for name, t in self.backends.items()},
+            {name: Tally(t.requests, t.errors) for name, t in self.models.items()},
+        )
+        for field, count in self.remote.items():
+            kind, _, rest = field.partition(SEP)
+            if kind == "class":
+                counts.by_class[rest] += count
+            elif kind in ("streams", "streams_broken"):
+                setattr(counts, kind, getattr(counts, kind) + count)
+            elif kind in ("backend", "model"):
+                name, _, what = rest.rpartition(SEP)
+                tallies = counts.backends if kind == "backend" else counts.models
+                tally = tallies.setdefault(name, Tally())
+                if what == "requests":
+                    tally.requests += count
+                elif what == "errors":
+                    tally.errors += count
+        return counts
 
-    def _models(self, snapshot: Snapshot) -> list[dict[str, Any]]:
-        """Every model a backend serves now (counted or not), then the other counted labels."""
-        names = dict.fromkeys(model for backend in snapshot.backends for model in backend.models)
-        names.update(dict.fromkeys(self.models))
-        rows = []
-        for name in names:
-            tally = self.models.get(name, Tally())
-            rows.append({"name": name, "requests": tally.requests, "errors": tally.errors})
-        return rows
+
+def _backends(snapshot: Snapshot, tallies: dict[str, Tally]) -> list[dict[str, Any]]:
+    """Every backend of the snapshot, then any that served requests and has gone since."""
+    rows = []
+    for backend in snapshot.backends:
+        tally = tallies.get(backend.name, Tally())
+        latency = None if backend.latency_ms is None else round(backend.latency_ms, 1)
+        rows.append(_backend_row(backend.name, tally, backend.in_flight, latency))
+    present = {backend.name for backend in snapshot.backends}
+    rows += [
+        _backend_row(name, tally, 0, None) for name, tally in tallies.items() if name not in present
+    ]
+    return rows
+
+
+def _models(snapshot: Snapshot, tallies: dict[str, Tally]) -> list[dict[str, Any]]:
+    """Every model a backend serves now (counted or not), then the other counted labels."""
+    names = dict.fromkeys(model for backend in snapshot.backends for model in backend.models)
+    names.update(dict.fromkeys(tallies))
+    rows = []
+    for name in names:
+        tally = tallies.get(name, Tally())
+        rows.append({"name": name, "requests": tally.requests, "errors": tally.errors})
+    return rows
 
 
 def _backend_row(
