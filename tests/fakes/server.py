@@ -277,12 +277,17 @@ class FakeUpstream:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Bind a free port on 127.0.0.1 and serve on a background thread; returns self."""
+    def _listen(self) -> socket.socket:
+        """The listening socket: a free port on 127.0.0.1. Subclasses may pick the port."""
         # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then; without
         # it, every keep-alive request waits ~40 ms for a delayed ACK.
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.bind(("127.0.0.1", 0))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.bind(("127.0.0.1", 0))
+        return sock
+
+    def start(self) -> Self:
+        """Bind a free port on 127.0.0.1 and serve on a background thread; returns self."""
+        self._socket = self._listen()
         config = uvicorn.Config(
             self,
             log_config=None,

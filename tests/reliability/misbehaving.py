@@ -25,16 +25,15 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from tests.fakes.chat import last_user_text
 from tests.fakes.openai import FakeOpenAI
-from tests.fakes.server import START_TIMEOUT, FakeModel, FakeUpstream, _QuickServer
+from tests.fakes.server import FakeModel, FakeUpstream
 
 CHAT_PATH = "/v1/chat/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
@@ -158,29 +157,12 @@ class RestartableFake(MisbehavingFake):
 
     port: int | None = None
 
-    def start(self) -> Self:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", self.port or 0))
-        self.port = int(self._socket.getsockname()[1])
-        config = uvicorn.Config(
-            self,
-            log_config=None,
-            log_level="critical",
-            access_log=False,
-            lifespan="off",
-            loop="asyncio",
-            http="h11",
-            ws="none",
-            timeout_keep_alive=30,
-        )
-        self._server = _QuickServer(config)
-        started = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(started,), daemon=True)
-        self._thread.start()
-        if not started.wait(START_TIMEOUT) or self._startup_error is not None:
-            raise RuntimeError("the fake did not start") from self._startup_error
-        return self
+    def _listen(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port or 0))
+        self.port = int(sock.getsockname()[1])
+        return sock
 
 
 #: How the soak's fakes fail, and the share of calls (of every chat or embeddings call) for each.
