@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -37,6 +36,7 @@ import httpx
 from aiohttp import web
 from loguru import logger
 
+from bench import RESULTS, write_result
 from nexus.app import create_app
 from nexus.config import NexusConfig
 from nexus.observability.events import Completed, Observer, Observers, RequestLog
@@ -46,7 +46,6 @@ from nexus.observability.logs import json_line
 if TYPE_CHECKING:
     from loguru import Message
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BACKENDS = ("gpu-1", "gpu-2", "cpu", "cloud")
 MODELS = tuple(f"model-{i}" for i in range(12))
 CHAT_ANSWER = (
@@ -252,10 +251,7 @@ def table(report: dict[str, Any]) -> str:
 
 
 def write(report: dict[str, Any], folder: Path = RESULTS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"observability-{datetime.date.today().isoformat()}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_result("observability", report, folder)
 
 
 def main(argv: list[str] | None = None) -> int:

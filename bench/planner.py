@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import random
 import statistics
@@ -27,6 +26,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import RESULTS, write_result
 from nexus.backends.kinds import BUILTIN_KINDS, Zone
 from nexus.backends.state import BackendView, ModelInfo, Snapshot, Status
 from nexus.config.model import RoutingConfig, Strategy
@@ -35,7 +35,6 @@ from nexus.routing.requirements import Requirements
 
 NOW = 10_000.0
 TARGET_P50_US = 50.0
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def model_names(count: int) -> list[str]:
@@ -188,10 +187,7 @@ def table(report: dict[str, Any]) -> str:
 
 
 def write(report: dict[str, Any], folder: Path = RESULTS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"planner-{datetime.date.today().isoformat()}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_result("planner", report, folder)
 
 
 def main(argv: list[str] | None = None) -> int:

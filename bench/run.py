@@ -27,12 +27,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import litellm_proxy, phases, phases_load, planner, procs
+from bench import RESULTS, litellm_proxy, phases, phases_load, planner, procs
 from bench.load import Loader, run_async
 from bench.report import checks, print_report
 from bench.targets import Target, start_nexus, start_upstream
 
-RESULTS = Path(__file__).resolve().parent / "results"
 #: Seconds a full run may take (the issue's limit is 10 minutes); the memory-growth phase, last,
 #: gets what is left, so on a slow or busy machine it serves fewer than 100,000 requests.
 RUN_BUDGET = 570.0

@@ -37,6 +37,7 @@ class _Record:
     latency_ms: float | None = None
     last_check: float | None = None
     next_probe_at: float | None = None
+    view: BackendView | None = None  # cached for snapshots until this record changes
 
     def observe_latency(self, sample_ms: float) -> None:
         old = self.latency_ms
@@ -132,7 +133,7 @@ class Registry:
             record.observe_latency(result.latency_ms)
         record.last_check = self._wall_clock()
         record.next_probe_at = next_probe_at
-        self._changed()
+        self._changed(record)
         return changed
 
     def record_outcome(
@@ -146,7 +147,7 @@ class Registry:
         changed = self._advance(record, outcome)
         if outcome.ok and latency_ms is not None:
             record.observe_latency(latency_ms)
-        self._changed()
+        self._changed(record)
         return changed
 
     def _advance(self, record: _Record, outcome: Outcome) -> Status | None:
@@ -196,7 +197,7 @@ class Registry:
             count = counts.get(name, 0)
             if record.shared_in_flight != count:
                 record.shared_in_flight = count
-                self._changed()
+                self._changed(record)
 
     # -- load ----------------------------------------------------------------------------------
 
@@ -210,13 +211,13 @@ class Registry:
         lease_id, listener = self._leases, self.listener
         if listener is not None:
             listener.leased(name, lease_id)
-        self._changed()
+        self._changed(record)
 
         def release() -> None:
             record.in_flight -= 1
             if listener is not None:
                 listener.released(name, lease_id)
-            self._changed()
+            self._changed(record)
 
         return Lease(release, lease_id)
 
@@ -232,16 +233,21 @@ class Registry:
     # -- reading -------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """An immutable view of every backend now; cached until the next change."""
+        """An immutable view of every backend now; cached until the next change. Only the
+        views of backends that changed are rebuilt (a request changes one in-flight count)."""
         if self._snapshot is None:
-            self._snapshot = Snapshot(
-                backends=tuple(_view(record) for record in self._records.values()),
-                taken_at=self._clock(),
-            )
+            for record in self._records.values():
+                if record.view is None:
+                    record.view = _view(record)
+            views = tuple(record.view for record in self._records.values() if record.view)
+            self._snapshot = Snapshot(backends=views, taken_at=self._clock())
         return self._snapshot
 
-    def _changed(self) -> None:
+    def _changed(self, record: _Record | None = None) -> None:
+        """Drop the cached snapshot, and the view of ``record`` (of every backend when None)."""
         self._snapshot = None
+        for changed in (record,) if record is not None else self._records.values():
+            changed.view = None
 
 
 def _view(record: _Record) -> BackendView:

@@ -154,3 +154,17 @@ def test_a_lease_on_a_removed_backend_is_harmless(registry: Registry) -> None:
     lease.release()
     registry.lease("nobody").release()
     assert "gpu" not in registry
+
+
+def test_a_lease_rebuilds_only_that_backends_view(registry: Registry) -> None:
+    before = registry.snapshot()
+    lease = registry.lease("gpu")
+    during = registry.snapshot()
+    assert during is not before
+    assert during.backends[1] is before.backends[1], "cpu did not change: its view is reused"
+    assert during.backends[0] is not before.backends[0]
+    assert during.backends[0].in_flight == 1
+    lease.release()
+    assert registry.snapshot().backends[0].in_flight == 0
+    registry.add(backend("studio"))
+    assert [b.name for b in registry.snapshot().backends] == ["gpu", "cpu", "studio"]
