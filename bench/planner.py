@@ -27,8 +27,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import RESULTS, write_result
-from nexus.backends.kinds import BUILTIN_KINDS, Zone
 from nexus.backends.state import BackendView, ModelInfo, Snapshot, Status
+from nexus.config.kinds import BUILTIN_KINDS, Zone
 from nexus.config.model import RoutingConfig, Strategy
 from nexus.routing import RoutePlan, RoutingPolicy, TierMode, plan
 from nexus.routing.requirements import Requirements

@@ -33,8 +33,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from pydantic import SecretStr
 
-from nexus.backends.kinds import Zone, kind_of
 from nexus.backends.state import BackendView, Status
+from nexus.config.kinds import Zone, kind_of
 from nexus.upstream import translated
 
 MODEL = "claude-3-5-sonnet-20241022"

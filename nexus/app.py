@@ -26,17 +26,17 @@ from nexus.api.auth import ClientAuthMiddleware, ClientKeys
 from nexus.api.drain import Drain, DrainMiddleware
 from nexus.api.fastpath import InferenceFastPath
 from nexus.api.observability import install_observability
-from nexus.backends.kinds import Transport
 from nexus.backends.registry import Registry
 from nexus.backends.state import ProbeResult
+from nexus.backends.transitions import Thresholds
 from nexus.config import NexusConfig
+from nexus.config.kinds import Transport
 from nexus.config.model import BackendConfig
 from nexus.discovery import MdnsDiscovery
 from nexus.errors import error_body
 from nexus.headers import NexusHeaders, request_id
 from nexus.health.checker import HealthChecker
 from nexus.health.probes import ShowCache, probe_all
-from nexus.health.transitions import Thresholds
 from nexus.observability.events import Observers, RequestLog
 from nexus.proxy import Proxy
 from nexus.routing import RoutingPolicy

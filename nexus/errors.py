@@ -19,11 +19,21 @@ content.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import orjson
 
-from nexus.backends.state import Failure
+
+class Failure(StrEnum):
+    """How an attempt (probe or request) failed. Drives health, cooldown and failover."""
+
+    REFUSED = "refused"  # connect refused / DNS / reset before any answer: out at once
+    TIMEOUT = "timeout"
+    SERVER_ERROR = "server_error"  # 5xx
+    RATE_LIMITED = "rate_limited"  # 429: cooldown, not unhealthy
+    AUTH = "auth"  # 401/403 or missing key: out at once, with the reason
+    BAD_RESPONSE = "bad_response"  # answered, but not what the protocol promises
 
 
 class NexusError(Exception):

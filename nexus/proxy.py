@@ -27,10 +27,11 @@ from loguru import logger
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from nexus.backends.kinds import Transport
 from nexus.backends.registry import Lease, Registry
 from nexus.backends.state import BackendView
+from nexus.backends.transitions import SUCCESS, Outcome
 from nexus.config.credentials import read_credential
+from nexus.config.kinds import Transport
 from nexus.config.model import NexusConfig
 from nexus.errors import (
     BackendAtCapacity,
@@ -41,7 +42,6 @@ from nexus.errors import (
     error_body,
 )
 from nexus.headers import NexusHeaders
-from nexus.health.transitions import SUCCESS, Outcome
 from nexus.pricing import PriceTable, provider_id, requested_max_tokens, stream_bound, usage_tokens
 from nexus.routing import Candidate, RoutePlan
 from nexus.upstream.body import rewrite_model

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from nexus.backends.state import BackendView, Health, ModelInfo, ProbeResult, Snapshot, Status
+from nexus.backends.transitions import SUCCESS, Outcome, Thresholds, advance
 from nexus.config.model import BackendConfig
-from nexus.health.transitions import SUCCESS, Outcome, Thresholds, advance
 
 #: Weight of a new latency sample in the moving average.
 LATENCY_ALPHA = 0.2

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from nexus.backends.kinds import BackendKind, Transport, Zone
+from nexus.config.kinds import BackendKind, Transport, Zone
+from nexus.errors import Failure
 
 
 class Status(StrEnum):
@@ -35,17 +36,6 @@ class ModelInfo:
         return [name for name, on in flags if on]
 
 
-class Failure(StrEnum):
-    """How an attempt (probe or request) failed. Drives health, cooldown and failover."""
-
-    REFUSED = "refused"  # connect refused / DNS / reset before any answer: out at once
-    TIMEOUT = "timeout"
-    SERVER_ERROR = "server_error"  # 5xx
-    RATE_LIMITED = "rate_limited"  # 429: cooldown, not unhealthy
-    AUTH = "auth"  # 401/403 or missing key: out at once, with the reason
-    BAD_RESPONSE = "bad_response"  # answered, but not what the protocol promises
-
-
 #: Failures that take a backend out of rotation at once instead of after ``failure_threshold``.
 HARD_FAILURES = frozenset({Failure.REFUSED, Failure.AUTH})
 
@@ -67,7 +57,7 @@ class ProbeResult:
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """The health part of a backend's state; :func:`nexus.health.transitions.advance` moves it."""
+    """The health part of a backend's state; :func:`nexus.backends.transitions.advance` moves it."""
 
     status: Status = Status.UNKNOWN
     consecutive_failures: int = 0

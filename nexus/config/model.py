@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from nexus.backends.kinds import BackendKind, Zone, kind_of
 from nexus.config.checks import semantic_problems
+from nexus.config.kinds import BackendKind, Zone, kind_of
 
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 EnvVarName = Annotated[str, Field(pattern=ENV_VAR_PATTERN, max_length=128)]

@@ -5,7 +5,7 @@
 pagination included) ends within ``timeout``. Probes are free: model listings only, never a
 completion. Keys travel in headers only (never in a URL) and never appear in an error text.
 
-By probe style (:class:`~nexus.backends.kinds.ProbeStyle`); the configured URL may carry the API
+By probe style (:class:`~nexus.config.kinds.ProbeStyle`); the configured URL may carry the API
 version path or not, it is never doubled:
 
 - OLLAMA: ``GET /api/tags``, then ``POST /api/show {"model": name}`` per model for
@@ -54,10 +54,11 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from nexus.backends.kinds import ProbeStyle
-from nexus.backends.state import Failure, ModelInfo, ProbeResult
+from nexus.backends.state import ModelInfo, ProbeResult
 from nexus.config.credentials import read_credential
+from nexus.config.kinds import ProbeStyle
 from nexus.config.model import BackendConfig
+from nexus.errors import Failure
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: Most pages followed in one paginated listing (Anthropic, Gemini).

@@ -36,8 +36,8 @@ import math
 import random
 from collections.abc import Sequence
 
-from nexus.backends.kinds import Zone
 from nexus.backends.state import BackendView, ModelInfo, Snapshot, Status
+from nexus.config.kinds import Zone
 from nexus.routing import explain, strategies
 from nexus.routing.policy import RoutingPolicy
 from nexus.routing.reasons import HEALTH_SKIPS, Role, SkipReason

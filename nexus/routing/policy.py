@@ -20,8 +20,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-from nexus.backends.kinds import Zone
 from nexus.config.checks import MAX_ALIAS_HOPS, alias_problems, glob_problem
+from nexus.config.kinds import Zone
 from nexus.config.model import NexusConfig, PolicyConfig, RoutingConfig, Strategy
 from nexus.errors import ConfigError
 

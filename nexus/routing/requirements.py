@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from nexus import tokens
-from nexus.backends.kinds import Zone
+from nexus.config.kinds import Zone
 from nexus.routing.policy import RoutingPolicy
 
 PRIVACY_HEADER = "x-nexus-privacy-zone"

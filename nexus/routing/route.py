@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from nexus.backends.kinds import Zone
 from nexus.backends.state import BackendView
+from nexus.config.kinds import Zone
 from nexus.config.model import Strategy
 from nexus.routing import explain
 from nexus.routing.reasons import HEALTH_SKIPS, Role, RouteReason, SkipReason

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from nexus.backends.kinds import provider_table_path
+from nexus.config.kinds import provider_table_path
 from nexus.pricing import PriceTable, provider_id
 
 #: ``max_tokens`` sent when neither the client nor any price map knows the model's limit.

@@ -9,8 +9,9 @@ import pytest
 from fastapi import FastAPI
 
 from nexus.app import create_app
-from nexus.backends.state import Failure, ModelInfo, ProbeResult
+from nexus.backends.state import ModelInfo, ProbeResult
 from nexus.config import NexusConfig
+from nexus.errors import Failure
 
 KEY = "sk-canary-admin-0123456789"
 

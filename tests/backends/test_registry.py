@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from nexus.backends.kinds import Zone
 from nexus.backends.registry import Registry
-from nexus.backends.state import Failure, ModelInfo, ProbeResult, Status
+from nexus.backends.state import ModelInfo, ProbeResult, Status
+from nexus.backends.transitions import SUCCESS, Outcome, Thresholds
+from nexus.config.kinds import Zone
 from nexus.config.model import BackendConfig
-from nexus.health.transitions import SUCCESS, Outcome, Thresholds
+from nexus.errors import Failure
 
 
 class Clock:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nexus.backends.kinds import Zone
 from nexus.config import load_config
+from nexus.config.kinds import Zone
 from nexus.errors import ConfigError
 from tests.conftest import REPO
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 from zeroconf import ServiceInfo
 
-from nexus.backends.kinds import Zone
+from nexus.config.kinds import Zone
 from nexus.discovery import backend_from_service
 
 OLLAMA = "_ollama._tcp.local."

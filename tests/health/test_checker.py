@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Sequence
 
 from nexus.backends.registry import Registry
-from nexus.backends.state import Failure, ModelInfo, ProbeResult, Status
+from nexus.backends.state import ModelInfo, ProbeResult, Status
+from nexus.backends.transitions import Thresholds
 from nexus.config.model import BackendConfig
+from nexus.errors import Failure
 from nexus.health.checker import HealthChecker
-from nexus.health.transitions import Thresholds
 
 
 def backend(name: str) -> BackendConfig:

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from nexus.backends.state import Failure, ModelInfo, ProbeResult
+from nexus.backends.state import ModelInfo, ProbeResult
 from nexus.config.model import BackendConfig
+from nexus.errors import Failure
 from nexus.health.probes import MAX_PAGES, ShowCache, probe, probe_all
 from tests.fakes import (
     FakeAnthropic,

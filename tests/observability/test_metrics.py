@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from nexus.backends.registry import Registry
 from nexus.backends.state import ModelInfo, ProbeResult
+from nexus.backends.transitions import Thresholds
 from nexus.config.model import BackendConfig, RoutingConfig
-from nexus.health.transitions import Thresholds
 from nexus.observability.events import Completed
 from nexus.observability.labels import ModelLabels, status_class
 from nexus.observability.metrics import Metrics, failovers

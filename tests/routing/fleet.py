@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from nexus.backends.kinds import BUILTIN_KINDS, Zone
 from nexus.backends.state import BackendView, ModelInfo, Snapshot, Status
+from nexus.config.kinds import BUILTIN_KINDS, Zone
 from nexus.config.model import RoutingConfig
 from nexus.routing.policy import RoutingPolicy
 from nexus.routing.requirements import Requirements

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nexus.backends.kinds import Zone
 from nexus.backends.state import Snapshot, Status
+from nexus.config.kinds import Zone
 from nexus.routing import Rejection, RequestKind, Role, RoutePlan, TierMode, plan
 from tests.routing.fleet import NOW, backend, info, needs, policy, snapshot
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nexus.backends.kinds import Zone
+from nexus.config.kinds import Zone
 from nexus.config.model import NexusConfig, RoutingConfig
 from nexus.errors import ConfigError
 from nexus.routing import Constraint, RoutingPolicy

@@ -9,8 +9,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nexus.backends.kinds import BUILTIN_KINDS, Zone
 from nexus.backends.state import BackendView, ModelInfo, Snapshot, Status
+from nexus.config.kinds import BUILTIN_KINDS, Zone
 from nexus.config.model import RoutingConfig
 from nexus.routing import (
     Rejection,

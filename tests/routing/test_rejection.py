@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from nexus.backends.kinds import Zone
 from nexus.backends.state import Status
+from nexus.config.kinds import Zone
 from nexus.routing import Rejection, RoutePlan, plan
 from tests.routing.fleet import NOW, backend, info, needs, policy, snapshot
 

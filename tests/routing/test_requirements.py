@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nexus.backends.kinds import Zone
+from nexus.config.kinds import Zone
 from nexus.routing import (
     InvalidRequest,
     RequestKind,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nexus.backends.kinds import Zone
 from nexus.backends.state import Status
+from nexus.config.kinds import Zone
 from nexus.routing import RoutePlan, RouteReason, plan
 from tests.routing.fleet import NOW, backend, needs, policy, snapshot
 

@@ -4,9 +4,10 @@ the ``apply_shared_*`` methods change."""
 from __future__ import annotations
 
 from nexus.backends.registry import Registry
-from nexus.backends.state import Failure, ProbeResult, Status
+from nexus.backends.state import ProbeResult, Status
+from nexus.backends.transitions import SUCCESS, Outcome, Thresholds
 from nexus.config.model import BackendConfig
-from nexus.health.transitions import SUCCESS, Outcome, Thresholds
+from nexus.errors import Failure
 
 
 class Clock:

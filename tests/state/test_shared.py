@@ -11,10 +11,10 @@ import pytest
 from loguru import logger
 
 from nexus.backends.registry import Registry
-from nexus.backends.state import Failure, ProbeResult, Status
+from nexus.backends.state import ProbeResult, Status
+from nexus.backends.transitions import Outcome, Thresholds
 from nexus.config.model import BackendConfig, StateConfig
-from nexus.errors import BackendAtCapacity
-from nexus.health.transitions import Outcome, Thresholds
+from nexus.errors import BackendAtCapacity, Failure
 from nexus.observability.events import Completed
 from nexus.observability.stats import Stats
 from nexus.state import SharedState, create_shared_state

@@ -19,8 +19,8 @@ import httpx
 import vcr  # type: ignore[import-untyped]  # vcrpy ships no type information
 from pydantic import SecretStr
 
-from nexus.backends.kinds import Zone, kind_of
 from nexus.backends.state import BackendView, Status
+from nexus.config.kinds import Zone, kind_of
 from nexus.errors import UpstreamError
 from nexus.upstream import translated
 from nexus.upstream.relay import endpoint, open_relay, relay_session, request_headers

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from nexus.backends.kinds import Zone, kind_of
 from nexus.backends.state import BackendView, Status
+from nexus.config.kinds import Zone, kind_of
 from nexus.upstream import translated
 from nexus.upstream.reply import Reply
 

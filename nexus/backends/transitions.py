@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from nexus.backends.state import HARD_FAILURES, Failure, Health, Status
+from nexus.backends.state import HARD_FAILURES, Health, Status
+from nexus.errors import Failure
 
 #: Cooldown after a 429 that carried no usable Retry-After.
 DEFAULT_COOLDOWN_SECONDS = 5.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nexus.backends.state import Failure, Health, Status
-from nexus.health.transitions import (
+from nexus.backends.state import Health, Status
+from nexus.backends.transitions import (
     DEFAULT_COOLDOWN_SECONDS,
     MAX_COOLDOWN_SECONDS,
     SUCCESS,
@@ -13,6 +13,7 @@ from nexus.health.transitions import (
     Thresholds,
     advance,
 )
+from nexus.errors import Failure
 
 T = Thresholds(failure=3, recovery=2)
 SOFT = Outcome(Failure.TIMEOUT, "request timeout after 5s")
