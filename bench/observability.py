@@ -150,7 +150,7 @@ def time_observer(observer: Observer, stream: list[Completed], repeat: int) -> f
 
 def observers_alone(count: int, repeat: int) -> dict[str, float]:
     app = create_app(config())
-    hub = Observability.create(lambda: (app.state.registry, app.state.policy))
+    hub = Observability.create(lambda: (app.gateway.registry, app.gateway.policy))
     stream = events(count)
     candidates: dict[str, Observer] = {
         "metrics": hub.metrics,
@@ -182,15 +182,17 @@ async def _round(client: httpx.AsyncClient, requests: int) -> list[float]:
 async def _setup(name: str, base: str) -> tuple[Any, httpx.AsyncClient]:
     """The app with only the observers ``name`` says: none, the log line, or everything."""
     app = create_app(config(base))
-    hub = app.state.observability
-    app.state.observer = {
+    hub = app.gateway.observability
+    app.gateway.observer = {
         "bare": Observers([]),
         "logs": Observers([RequestLog()]),
         "logs + observability": Observers([RequestLog(), *hub.observers()]),
     }[name]
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
-    await app.state.checker.probe(app.state.registry.configs())
+    checker = app.gateway.checker
+    assert checker is not None
+    await checker.probe(app.gateway.registry.configs())
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://nexus")
     return lifespan, client
 

@@ -1,20 +1,26 @@
-"""The exception tree of Nexus and the one place that renders errors as the OpenAI envelope.
+"""The exception tree of Nexus, the failure classes that drive health, and the OpenAI error
+envelope.
 
 ::
 
-    NexusError                      base; carries an HTTP status and an OpenAI error type/code
+    NexusError                      base: a message safe to show (never a key or request content)
     ├── ConfigError                 invalid configuration: one message per problem (exit code 2)
-    ├── RoutingError                no backend can serve the request (404 / 503 with context)
-    └── UpstreamError               a backend failed (5xx); ``retryable`` drives failover
+    ├── InvalidRequest              the client's request cannot be served as sent; ``param``
+    │   └── BodyTooLarge            the body is over ``[server] max_body_bytes``
+    ├── StoreUnavailable            the shared state store (Redis) cannot be reached
+    └── UpstreamError               a backend failed before the answer started: a failover
         ├── UpstreamUnreachable     connect refused / timed out: nothing reached it
-        ├── UpstreamTimeout         no answer in time: 504
+        ├── UpstreamTimeout         no answer in time
         ├── UpstreamRateLimited     429, with ``retry_after``
         ├── UpstreamAuthError       401/403 from the backend: its credential was rejected
         ├── UpstreamBadResponse     the backend answered something that is not a valid response
         └── BackendAtCapacity       max_concurrent reached across replicas: not a health failure
 
-Failover reads ``exc.retryable``, never message text. Messages never contain API keys or request
-content.
+Exceptions carry facts (``backend``, ``failure``, the backend's own ``upstream_status`` and body),
+not HTTP decisions: the status, type and code a client sees are decided in one table,
+:data:`nexus.gateway.outcome.PROBLEMS`. Every :class:`UpstreamError` moves the request to the next
+candidate; an answer that must not fail over (a 4xx the client caused) is returned, not raised.
+Decisions read the type and fields, never message text.
 """
 
 from __future__ import annotations
@@ -39,8 +45,7 @@ class Failure(StrEnum):
 class NexusError(Exception):
     """Base of every error Nexus raises on purpose."""
 
-    status: int = 500
-    error_type: str = "server_error"
+    #: A machine-readable name for the client (OpenAI's ``error.code``), when there is one.
     code: str | None = None
 
     def __init__(self, message: str) -> None:
@@ -56,28 +61,30 @@ class ConfigError(NexusError):
         self.problems = tuple(problems)
 
 
-class RoutingError(NexusError):
-    """No backend can serve the request; ``context`` is the 503 body's actionable context."""
+class InvalidRequest(NexusError):
+    """The client's request cannot be served as sent; ``param`` names the field, if one."""
 
-    status = 503
-    error_type = "service_unavailable"
-    code = "service_unavailable"
-
-    def __init__(self, message: str, *, context: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
-        self.context = context
+        self.param = param
+
+
+class BodyTooLarge(InvalidRequest):
+    """The request body is larger than the configured limit."""
+
+
+class StoreUnavailable(NexusError):
+    """The shared state store cannot be reached (callers fall back to local state)."""
 
 
 class UpstreamError(NexusError):
-    """A backend failed. ``retryable`` says whether another candidate may be tried; ``failure``
-    feeds passive health; ``body``/``content_type`` keep the backend's own error answer so it can
-    be passed through when no retry is left."""
+    """A backend failed before its answer started. ``failure`` feeds passive health;
+    ``upstream_status`` and ``body``/``content_type`` keep the backend's own error answer so it
+    can be passed through when no retry is left."""
 
-    status = 502
-    error_type = "upstream_error"
     code: str | None = "upstream_error"
     failure = Failure.SERVER_ERROR
-    retryable = True
+    upstream_status: int | None = None
 
     def __init__(
         self,
@@ -92,7 +99,7 @@ class UpstreamError(NexusError):
         super().__init__(message)
         self.backend = backend
         if status is not None:
-            self.status = status
+            self.upstream_status = status
         self.body = body
         self.content_type = content_type
         self.retry_after = retry_after
@@ -106,15 +113,12 @@ class UpstreamUnreachable(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    status = 504
-    error_type = "gateway_timeout"
     code = "gateway_timeout"
     failure = Failure.TIMEOUT
 
 
 class UpstreamRateLimited(UpstreamError):
-    status = 429
-    error_type = "rate_limit_error"
+    upstream_status = 429
     code = "rate_limit_exceeded"
     failure = Failure.RATE_LIMITED
 
@@ -122,8 +126,6 @@ class UpstreamRateLimited(UpstreamError):
 class UpstreamAuthError(UpstreamError):
     """The backend rejected Nexus's credential (401/403), or the key is missing."""
 
-    status = 503
-    error_type = "service_unavailable"
     code = "backend_auth_failed"
     failure = Failure.AUTH
 
@@ -137,8 +139,6 @@ class BackendAtCapacity(UpstreamError):
     """The backend's ``max_concurrent`` is reached counting every replica (shared state): the
     next candidate is tried. Nothing was sent, so it does not count against its health."""
 
-    status = 503
-    error_type = "service_unavailable"
     code = "backend_at_capacity"
 
 

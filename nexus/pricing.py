@@ -266,15 +266,6 @@ def usage_tokens(body: bytes) -> tuple[int, int] | None:
     return prompt, completion
 
 
-def requested_max_tokens(body: Mapping[str, Any]) -> int | None:
-    """The client's output limit: ``max_completion_tokens``, else ``max_tokens``."""
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
-        if type(value) is int and value > 0:
-            return value
-    return None
-
-
 def stream_bound(
     table: PriceTable,
     model: str,

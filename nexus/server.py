@@ -17,9 +17,9 @@ from types import FrameType
 import uvicorn
 from loguru import logger
 
-from nexus.api.drain import Drain
 from nexus.app import create_app
 from nexus.config import NexusConfig
+from nexus.gateway import Drain
 from nexus.observability.logs import configure_logging
 
 #: How long in-flight requests may finish after SIGINT/SIGTERM.

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from nexus.api.context import gateway_of
 from nexus.backends.state import BackendView
 
 router = APIRouter(tags=["admin"])
@@ -41,5 +42,5 @@ def _iso(timestamp: float | None) -> str | None:
 
 @router.get("/v1/backends")
 async def list_backends(request: Request) -> dict[str, Any]:
-    snapshot = request.app.state.registry.snapshot()
+    snapshot = gateway_of(request).registry.snapshot()
     return {"object": "list", "data": [backend_json(b) for b in snapshot.backends]}

@@ -13,9 +13,11 @@ import hmac
 import os
 from collections.abc import Mapping
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nexus.errors import error_body
+from nexus.api.openai_dialect import error_response
+from nexus.gateway import Failed, Problem
 from nexus.headers import NexusHeaders, request_id
 
 PROTECTED_PREFIX = "/v1/"
@@ -57,17 +59,16 @@ class ClientAuthMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.keys.allows(headers.get("authorization")):
             return await self.app(scope, receive, send)
-        await self._refuse(send, request_id(headers.get("x-request-id")))
+        refusal = self._refusal(request_id(headers.get("x-request-id")))
+        await refusal(scope, receive, send)
 
-    async def _refuse(self, send: Send, rid: str) -> None:
+    def _refusal(self, rid: str) -> Response:
         if self.keys.configured:
             message = "missing or invalid API key: send 'Authorization: Bearer <key>'"
         else:
             message = (
                 f"no client keys are configured: set the environment variable {self.keys.env_var}"
             )
-        body = error_body(message, error_type="invalid_request_error", code="invalid_api_key")
-        headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
-        headers += [(k.encode(), v.encode()) for k, v in NexusHeaders(request_id=rid).as_list()]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        response = error_response(Failed(Problem.UNAUTHORIZED, message, NexusHeaders(rid)))
+        response.headers["www-authenticate"] = "Bearer"
+        return response

@@ -15,13 +15,13 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
-from starlette.datastructures import State
 
 from nexus import __version__
 from nexus.api.admin import backend_json
-from nexus.api.metrics import observability
+from nexus.api.context import gateway_of
 from nexus.backends.state import Snapshot
 from nexus.dashboard.page import asset, render_page
+from nexus.gateway import Gateway
 from nexus.observability.hub import Observability
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
@@ -69,7 +69,8 @@ def dashboard_data(snapshot: Snapshot, hub: Observability) -> dict[str, Any]:
 
 @router.get("/", response_class=HTMLResponse)
 async def page(request: Request) -> HTMLResponse:
-    data = dashboard_data(request.app.state.registry.snapshot(), observability(request))
+    gateway = gateway_of(request)
+    data = dashboard_data(gateway.registry.snapshot(), gateway.observability)
     return HTMLResponse(render_page(data), headers=NO_STORE)
 
 
@@ -78,13 +79,11 @@ async def events(request: Request) -> Response:
     """``event: state`` with the page's data at once, then again whenever it changed (checked
     every :data:`TICK_SECONDS`). Ends when the gateway starts draining; refused (503) while it
     drains, so browsers stop reconnecting."""
-    state = request.app.state
-    if state.drain.draining:
+    gateway = gateway_of(request)
+    if gateway.drain.draining:
         return Response("draining", status_code=503, media_type="text/plain")
     headers = {**NO_STORE, "x-accel-buffering": "no"}
-    return StreamingResponse(
-        state_events(state, observability(request)), media_type="text/event-stream", headers=headers
-    )
+    return StreamingResponse(state_events(gateway), media_type="text/event-stream", headers=headers)
 
 
 @router.get("/dashboard/{name}")
@@ -95,7 +94,7 @@ async def static_file(name: str) -> Response:
     return Response(asset(name), media_type=media_type, headers={"cache-control": "no-cache"})
 
 
-async def state_events(state: State, hub: Observability) -> AsyncGenerator[bytes, None]:
+async def state_events(gateway: Gateway) -> AsyncGenerator[bytes, None]:
     """The SSE body: a ``retry`` hint, then ``event: state`` whenever the registry snapshot or
     the history changed and the data differs from the last sent; a comment line when quiet for
     :data:`KEEPALIVE_SECONDS`; it ends once the gateway drains."""
@@ -104,8 +103,9 @@ async def state_events(state: State, hub: Observability) -> AsyncGenerator[bytes
     last: bytes | None = None
     quiet = 0.0
     loop = asyncio.get_running_loop()
-    while not state.drain.draining:
-        snapshot = state.registry.snapshot()
+    hub = gateway.observability
+    while not gateway.drain.draining:
+        snapshot = gateway.registry.snapshot()
         now = (snapshot, hub.history.version)
         if seen is None or now[0] is not seen[0] or now[1] != seen[1]:
             seen = now

@@ -6,43 +6,16 @@ run to their end. The server exits once none is left, or after the drain limit.
 
 from __future__ import annotations
 
-import asyncio
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nexus.api.auth import PROTECTED_PREFIX
-from nexus.errors import error_body
+from nexus.api.openai_dialect import error_response
+from nexus.gateway import Failed, Problem
+from nexus.gateway.drain import Drain
 from nexus.headers import NexusHeaders, request_id
 
 RETRY_AFTER_SECONDS = 5
-
-
-class Drain:
-    """Counts requests in progress and knows whether the gateway is draining."""
-
-    def __init__(self) -> None:
-        self.draining = False
-        self.active = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def begin(self) -> None:
-        self.active += 1
-        self._idle.clear()
-
-    def end(self) -> None:
-        self.active -= 1
-        if self.active == 0:
-            self._idle.set()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        """Wait until no request is in progress; False if ``timeout`` passed first."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 class DrainMiddleware:
@@ -57,7 +30,7 @@ class DrainMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if self.drain.draining and scope["path"].startswith(PROTECTED_PREFIX):
-            return await _refuse(scope, send)
+            return await _refusal(scope)(scope, receive, send)
         self.drain.begin()
         try:
             await self.app(scope, receive, send)
@@ -65,16 +38,11 @@ class DrainMiddleware:
             self.drain.end()
 
 
-async def _refuse(scope: Scope, send: Send) -> None:
+def _refusal(scope: Scope) -> Response:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     rid = request_id(headers.get("x-request-id"))
-    body = error_body(
-        "Nexus is shutting down; retry on another instance or in a few seconds",
-        error_type="service_unavailable",
-        code="shutting_down",
+    message = "Nexus is shutting down; retry on another instance or in a few seconds"
+    failed = Failed(
+        Problem.SHUTTING_DOWN, message, NexusHeaders(rid), retry_after=RETRY_AFTER_SECONDS
     )
-    raw = [(b"content-type", b"application/json"), (b"retry-after", b"%d" % RETRY_AFTER_SECONDS)]
-    raw += [(k.encode(), v.encode()) for k, v in NexusHeaders(request_id=rid).as_list()]
-    start: Message = {"type": "http.response.start", "status": 503, "headers": raw}
-    await send(start)
-    await send({"type": "http.response.body", "body": body})
+    return error_response(failed)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from nexus import __version__
+from nexus.api.context import gateway_of
 from nexus.backends.state import Snapshot, Status
 
 router = APIRouter(tags=["health"])
@@ -67,8 +68,8 @@ def health_body(snapshot: Snapshot, *, uptime_seconds: float) -> dict[str, Any]:
 
 
 def _body(request: Request) -> dict[str, Any]:
-    state = request.app.state
-    return health_body(state.registry.snapshot(), uptime_seconds=state.clock() - state.started_at)
+    gateway = gateway_of(request)
+    return health_body(gateway.registry.snapshot(), uptime_seconds=gateway.uptime_seconds)
 
 
 @router.get("/health")
@@ -79,6 +80,6 @@ async def health(request: Request) -> dict[str, Any]:
 @router.get("/health/ready")
 async def ready(request: Request) -> Response:
     body = _body(request)
-    draining = request.app.state.drain.draining
+    draining = gateway_of(request).drain.draining
     status = 200 if body["backends"]["healthy"] > 0 and not draining else 503
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from nexus.api.context import gateway_of
 from nexus.backends.state import Snapshot, Status
 from nexus.routing import RoutingPolicy
 
@@ -48,5 +49,5 @@ def model_entries(snapshot: Snapshot, policy: RoutingPolicy) -> list[dict[str, A
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    state = request.app.state
-    return {"object": "list", "data": model_entries(state.registry.snapshot(), state.policy)}
+    gateway = gateway_of(request)
+    return {"object": "list", "data": model_entries(gateway.registry.snapshot(), gateway.policy)}

@@ -7,18 +7,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from nexus.api.metrics import observability
+from nexus.api.context import gateway_of
 
 router = APIRouter(tags=["observability"])
 
 
 @router.get("/v1/stats")
 async def stats(request: Request) -> dict[str, Any]:
-    state = request.app.state
-    uptime = state.clock() - state.started_at
-    return observability(request).stats.body(state.registry.snapshot(), uptime_seconds=uptime)
+    gateway = gateway_of(request)
+    snapshot = gateway.registry.snapshot()
+    return gateway.observability.stats.body(snapshot, uptime_seconds=gateway.uptime_seconds)
 
 
 @router.get("/v1/history")
 async def history(request: Request) -> dict[str, Any]:
-    return {"object": "list", "data": observability(request).history.entries()}
+    return {"object": "list", "data": gateway_of(request).observability.history.entries()}

@@ -32,6 +32,7 @@ class Completed:
     fallback_model: str | None
     cost_usd: float | None
     stream_broken: bool = False
+    failovers: int = 0  # moves from a failed attempt to another candidate
     input_tokens: int | None = None  # Nexus's own count of the request (exact or estimated)
     output_tokens: int | None = None  # from the response's usage, when Nexus read it
 

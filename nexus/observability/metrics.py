@@ -47,18 +47,6 @@ PLANNER_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def failovers(event: Completed) -> int:
-    """How often the request moved from a failed attempt to another candidate.
-
-    ``failed_attempts`` counts the final attempt too when every attempt failed; a response of a
-    backend that was served (not failed over) never has a failover-worthy status (5xx, 429,
-    401/403), so such a status after failed attempts means the last attempt failed as well."""
-    if event.failed_attempts == 0:
-        return 0
-    last_failed = event.status >= 500 or event.status in (401, 403, 429)
-    return event.failed_attempts - 1 if last_failed else event.failed_attempts
-
-
 @dataclass(frozen=True, slots=True)
 class _Series:
     """The labelled children one request updates, cached per label combination (``labels()``
@@ -173,7 +161,7 @@ class Metrics:
                 series.output_tokens.inc(event.output_tokens)
         if event.fallback_model is not None:
             self._fallbacks.labels(model, self._model_label(event.fallback_model)).inc()
-        moves = failovers(event)
+        moves = event.failovers
         if moves:
             self._failovers.labels(model).inc(moves)
 

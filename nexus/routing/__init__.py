@@ -3,11 +3,10 @@
 into a :class:`RoutePlan` or a :class:`Rejection`.
 """
 
-from nexus.routing.planner import plan
+from nexus.routing.planner import plan, recovery_time
 from nexus.routing.policy import Constraint, RoutingPolicy
 from nexus.routing.reasons import Role, RouteReason, SkipReason
 from nexus.routing.requirements import (
-    InvalidRequest,
     RequestKind,
     Requirements,
     TierMode,
@@ -19,7 +18,6 @@ __all__ = [
     "Candidate",
     "Constraint",
     "Decision",
-    "InvalidRequest",
     "Rejection",
     "RequestKind",
     "Requirements",
@@ -31,5 +29,6 @@ __all__ = [
     "Stage",
     "TierMode",
     "plan",
+    "recovery_time",
     "requirements_from",
 ]

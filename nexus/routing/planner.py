@@ -258,13 +258,15 @@ def eta_seconds(stages: Sequence[Stage], now: float) -> int | None:
     for stage in stages:
         for decision in stage.decisions:
             if decision.skip in HEALTH_SKIPS:
-                ready = _recovery_time(decision.backend, now)
+                ready = recovery_time(decision.backend, now)
                 if ready is not None and (soonest is None or ready < soonest):
                     soonest = ready
     return None if soonest is None else max(1, math.ceil(soonest - now))
 
 
-def _recovery_time(backend: BackendView, now: float) -> float | None:
+def recovery_time(backend: BackendView, now: float) -> float | None:
+    """When ``backend`` could serve again: its next probe when it is not healthy, its cooldown
+    end when cooling down (the later of the two); None when no such time is known."""
     times: list[float] = []
     if backend.status is not _HEALTHY:
         if backend.next_probe_at is None:

@@ -14,6 +14,7 @@ import orjson
 
 from nexus import tokens
 from nexus.config.kinds import Zone
+from nexus.errors import InvalidRequest
 from nexus.routing.policy import RoutingPolicy
 
 PRIVACY_HEADER = "x-nexus-privacy-zone"
@@ -34,14 +35,6 @@ class TierMode(StrEnum):
 class RequestKind(StrEnum):
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
-
-
-class InvalidRequest(ValueError):
-    """The body lacks what routing needs (a 400 for the API layer); ``param`` names the field."""
-
-    def __init__(self, message: str, *, param: str) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +65,11 @@ class Requirements:
         if not self.requested_model:
             object.__setattr__(self, "requested_model", self.model)
 
+    @property
+    def privacy_zone_required(self) -> str | None:
+        """``"restricted"`` when only restricted backends may serve, else None (as in 503s)."""
+        return self.privacy.value if self.privacy is Zone.RESTRICTED else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -84,14 +82,10 @@ class Requirements:
             "input_tokens": self.input_tokens,
             "tokens_exact": self.tokens_exact,
             "max_tokens": self.max_tokens,
-            "privacy_zone_required": _zone_required(self.privacy),
+            "privacy_zone_required": self.privacy_zone_required,
             "min_tier": self.min_tier,
             "tier_mode": self.tier_mode.value,
         }
-
-
-def _zone_required(zone: Zone) -> str | None:
-    return zone.value if zone is Zone.RESTRICTED else None
 
 
 def requirements_from(
@@ -134,7 +128,7 @@ def requirements_from(
         json_mode=kind is RequestKind.CHAT and _wants_json(body),
         input_tokens=count.tokens,
         tokens_exact=count.exact,
-        max_tokens=_max_tokens(body),
+        max_tokens=output_limit(body),
         privacy=Zone.RESTRICTED if restricted else Zone.OPEN,
         min_tier=constraint.min_tier,
         tier_mode=TierMode.FLEXIBLE if flexible == "true" and strict != "true" else TierMode.STRICT,
@@ -161,10 +155,13 @@ def _wants_json(body: Mapping[str, Any]) -> bool:
     return isinstance(response_format, Mapping) and response_format.get("type") in _JSON_FORMATS
 
 
-def _max_tokens(body: Mapping[str, Any]) -> int | None:
-    for key in ("max_tokens", "max_completion_tokens"):
+def output_limit(body: Mapping[str, Any]) -> int | None:
+    """The client's output-token limit: ``max_completion_tokens`` (OpenAI's current name), else
+    ``max_tokens``; only a positive integer counts. The one reading of it (routing, stream cost
+    bounds)."""
+    for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if type(value) is int and value > 0:
             return value
     return None
 

@@ -156,8 +156,8 @@ class RoutePlan:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Nothing can serve the request: 404 when the model is unknown (no backend, alias or
-    fallback names it), else 503 with :meth:`context` (always the four contract keys).
+    """Nothing can serve the request: the model is unknown (no backend, alias or fallback names
+    it), or it is known and :meth:`context` (always the four contract keys) says why not now.
 
     ``eta_seconds`` is the time until the soonest next probe or cooldown end among the backends
     that could serve but are out; ``retry_after_seconds`` is that, else the health interval.
@@ -175,18 +175,6 @@ class Rejection:
     available_models: tuple[str, ...]
     now: float
 
-    @property
-    def status(self) -> int:
-        return 404 if self.unknown_model else 503
-
-    @property
-    def code(self) -> str:
-        return "model_not_found" if self.unknown_model else "service_unavailable"
-
-    @property
-    def error_type(self) -> str:
-        return "invalid_request_error" if self.unknown_model else "service_unavailable"
-
     def context(self) -> dict[str, Any]:
         """The 503 body's ``context`` object."""
         zone = self.privacy_zone_required
@@ -203,8 +191,6 @@ class Rejection:
             "routable": False,
             "model": self.requirements.model,
             "requested_model": self.requirements.requested_model,
-            "status": self.status,
-            "code": self.code,
             "message": self.message,
             "unknown_model": self.unknown_model,
             "context": self.context(),

@@ -177,7 +177,7 @@ async def _failure(
     return error(
         reason,
         backend=backend,
-        status=status if error is UpstreamError else None,
+        status=status,
         body=body or None,
         content_type=content_type,
         retry_after=retry_after,

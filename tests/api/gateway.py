@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
 
+from nexus.api.context import NexusApp
 from nexus.app import create_app
 from nexus.config import NexusConfig
 
@@ -23,14 +23,14 @@ def chat_body(model: str = "m", text: str = "hi", **extra: Any) -> dict[str, Any
 
 @dataclass
 class Gateway:
-    app: FastAPI
+    app: NexusApp
     client: httpx.AsyncClient
 
     def in_flight(self) -> dict[str, int]:
-        return {b.name: b.in_flight for b in self.app.state.registry.snapshot().backends}
+        return {b.name: b.in_flight for b in self.app.gateway.registry.snapshot().backends}
 
     def statuses(self) -> dict[str, str]:
-        return {b.name: b.status.value for b in self.app.state.registry.snapshot().backends}
+        return {b.name: b.status.value for b in self.app.gateway.registry.snapshot().backends}
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:

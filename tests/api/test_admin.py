@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
+from nexus.api.context import NexusApp
 from nexus.app import create_app
 from nexus.backends.state import ModelInfo, ProbeResult
 from nexus.config import NexusConfig
@@ -34,25 +34,25 @@ def config() -> NexusConfig:
 
 
 @pytest.fixture
-def app() -> FastAPI:
+def app() -> NexusApp:
     return create_app(config(), environ={"OPENAI_API_KEY": KEY})
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: NexusApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://nexus") as client:
         yield client
 
 
-def probe_ok(app: FastAPI, name: str, *models: ModelInfo, latency: float = 12.34) -> None:
-    app.state.registry.record_probe(
+def probe_ok(app: NexusApp, name: str, *models: ModelInfo, latency: float = 12.34) -> None:
+    app.gateway.registry.record_probe(
         name, ProbeResult(ok=True, latency_ms=latency, models=models), next_probe_at=0
     )
 
 
-def probe_fail(app: FastAPI, name: str, failure: Failure, error: str) -> None:
-    app.state.registry.record_probe(name, ProbeResult.failed(failure, error), next_probe_at=0)
+def probe_fail(app: NexusApp, name: str, failure: Failure, error: str) -> None:
+    app.gateway.registry.record_probe(name, ProbeResult.failed(failure, error), next_probe_at=0)
 
 
 async def test_backends_lists_every_backend_by_name_without_keys(app, client) -> None:

@@ -28,7 +28,7 @@ async def test_json_error_and_stream_events(start_fake) -> None:
     ]
     async with gateway(backends) as gw:
         recorder = Recorder()
-        gw.app.state.observer = recorder
+        gw.app.gateway.observer = recorder
         await gw.client.post(CHAT, json=chat_body())
         await gw.client.post(CHAT, json=chat_body("nope"))
         await gw.client.post(CHAT, content=b"{")
@@ -49,7 +49,7 @@ async def test_broken_stream_is_reported_as_broken(start_fake) -> None:
     fake.break_stream_after(2)
     async with gateway([{"name": "a", "type": "vllm", "url": fake.url}]) as gw:
         recorder = Recorder()
-        gw.app.state.observer = recorder
+        gw.app.gateway.observer = recorder
         await gw.client.post(CHAT, json=chat_body(stream=True))
     [event] = recorder.events
     assert event.stream_broken and event.status == 200

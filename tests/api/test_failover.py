@@ -54,8 +54,8 @@ async def test_failover_on_refused_connection(start_fake, refused_url: str) -> N
     good.set_models(FakeModel("m"))
     dead_then_listed = vllm("a", refused_url, 1, models=["m"])
     async with gateway([vllm("b", good.url, 2)]) as gw:
-        gw.app.state.registry.add(BackendConfig.model_validate(dead_then_listed))
-        gw.app.state.registry.record_probe(
+        gw.app.gateway.registry.add(BackendConfig.model_validate(dead_then_listed))
+        gw.app.gateway.registry.record_probe(
             "a", ProbeResult(ok=True, models=(ModelInfo("m"),)), next_probe_at=None
         )
         started = time.monotonic()

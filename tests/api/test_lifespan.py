@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
-from fastapi import FastAPI
 
+from nexus.api.context import NexusApp
 from nexus.app import create_app
 from nexus.config import NexusConfig
 from tests.fakes.ollama import FakeOllama
@@ -34,8 +34,8 @@ async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def statuses(app: FastAPI) -> dict[str, str]:
-    return {b.name: b.status.value for b in app.state.registry.snapshot().backends}
+def statuses(app: NexusApp) -> dict[str, str]:
+    return {b.name: b.status.value for b in app.gateway.registry.snapshot().backends}
 
 
 async def test_start_probes_each_backend_and_shutdown_stops(

@@ -69,7 +69,7 @@ class Recorder:
 async def test_claude_json_answer_headers_and_cost(fake_anthropic: FakeAnthropic) -> None:
     async with gateway([claude_backend(fake_anthropic)], environ=ENVIRON) as gw:
         recorder = Recorder()
-        gw.app.state.observer = recorder
+        gw.app.gateway.observer = recorder
         response = await gw.client.post(CHAT, json=chat_body(CLAUDE, LONG))
     assert response.status_code == 200
     body = response.json()

@@ -81,12 +81,12 @@ async def test_page_assets_and_live_events_through_the_gateway(start_fake) -> No
         script = await gw.client.get("/dashboard/dashboard.js")
         css = await gw.client.get("/dashboard/dashboard.css")
         missing = await gw.client.get("/dashboard/nope.js")
-        stream = state_events(gw.app.state, gw.app.state.observability)
+        stream = state_events(gw.app.gateway)
         assert await anext(stream) == b"retry: 2000\n\n"
         first = await anext(stream)
         await gw.client.post(CHAT, json=chat_body(), headers={"x-request-id": "req-2"})
         second = await asyncio.wait_for(anext(stream), 2)
-        gw.app.state.drain.draining = True
+        gw.app.gateway.drain.draining = True
         assert [chunk async for chunk in stream] == []  # the stream ends when draining starts
         refused = await gw.client.get("/dashboard/events")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -110,11 +110,13 @@ async def test_events_push_a_backend_status_change(start_fake) -> None:
     fake = start_fake(FakeOpenAI)
     fake.set_models(FakeModel("m"))
     async with observed([{"name": "a", "type": "vllm", "url": fake.url}]) as gw:
-        stream = state_events(gw.app.state, gw.app.state.observability)
+        stream = state_events(gw.app.gateway)
         await anext(stream)
         assert b'"status":"healthy"' in await anext(stream)
         fake.stop()
-        await gw.app.state.checker.probe(gw.app.state.registry.configs())
+        checker = gw.app.gateway.checker
+        assert checker is not None
+        await checker.probe(gw.app.gateway.registry.configs())
         await eventually(lambda: gw.statuses()["a"] == "unhealthy")
         pushed = await asyncio.wait_for(anext(stream), 2)
         await stream.aclose()

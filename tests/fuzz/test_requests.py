@@ -69,7 +69,7 @@ def gateway() -> Iterator[Running]:
         app = create_app(config, environ={"K": CLOUD_KEY})
         with running(app) as gw:
             deadline = time.monotonic() + 5
-            while {b.status.value for b in app.state.registry.snapshot().backends} != {"healthy"}:
+            while {b.status.value for b in app.gateway.registry.snapshot().backends} != {"healthy"}:
                 assert time.monotonic() < deadline, "the fakes were not probed healthy"
                 time.sleep(0.01)
             yield gw

@@ -10,16 +10,13 @@ from typing import Any
 from loguru import logger
 from prometheus_client.parser import text_string_to_metric_families
 
-from nexus.api.observability import install_observability
 from tests.api.gateway import Gateway, gateway
 
 
 @asynccontextmanager
 async def observed(backends: list[dict[str, Any]], **kwargs: Any) -> AsyncIterator[Gateway]:
-    """``tests.api.gateway.gateway`` plus :func:`install_observability` (a no-op once
-    ``create_app`` calls it itself)."""
+    """``tests.api.gateway.gateway`` (every gateway has its metrics, stats and history)."""
     async with gateway(backends, **kwargs) as gw:
-        install_observability(gw.app)
         yield gw
 
 

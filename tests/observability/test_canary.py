@@ -99,7 +99,7 @@ async def test_the_key_never_appears_in_process(start_fake, trace_logs, capfd) -
             seen.append(everything(response))
         for path in ADMIN_PATHS:
             seen.append(everything(await gw.client.get(path)))
-        stream = state_events(gw.app.state, gw.app.state.observability)
+        stream = state_events(gw.app.gateway)
         seen += [(await anext(stream)).decode(), (await anext(stream)).decode()]
         await stream.aclose()
         statuses = gw.statuses()

@@ -8,7 +8,7 @@ from nexus.backends.transitions import Thresholds
 from nexus.config.model import BackendConfig, RoutingConfig
 from nexus.observability.events import Completed
 from nexus.observability.labels import ModelLabels, status_class
-from nexus.observability.metrics import Metrics, failovers
+from nexus.observability.metrics import Metrics
 from nexus.routing import RoutingPolicy
 from tests.api.gateway import CHAT, chat_body
 from tests.fakes.openai import FakeOpenAI
@@ -75,7 +75,9 @@ def test_metric_names_types_and_labels_are_pinned() -> None:
     metrics.completed(
         event(stream=True, stream_broken=True, cost_usd=0.5, input_tokens=3, output_tokens=4)
     )
-    metrics.completed(event(fallback_model="m2", failed_attempts=1, route_reason="failover"))
+    metrics.completed(
+        event(fallback_model="m2", failed_attempts=1, failovers=1, route_reason="failover")
+    )
     metrics.planner_decision(1e-5)
     found: dict[str, tuple[str, set[str]]] = {}
     for family in metrics.registry.collect():
@@ -121,12 +123,8 @@ def test_model_labels_are_bounded_to_known_models() -> None:
     assert labels("new") == "new", "a model probed later becomes known"
 
 
-def test_status_classes_and_failover_counts() -> None:
+def test_status_classes() -> None:
     assert [status_class(s) for s in (200, 404, 503, 42)] == ["2xx", "4xx", "5xx", "other"]
-    assert failovers(event(failed_attempts=0)) == 0
-    assert failovers(event(failed_attempts=2, status=200)) == 2  # the third attempt served
-    assert failovers(event(failed_attempts=2, status=502)) == 1  # two attempts, both failed
-    assert failovers(event(failed_attempts=1, status=503)) == 0  # one attempt, nothing to move to
 
 
 def test_backend_gauges_are_read_at_scrape_time() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from nexus.config.kinds import Zone
+from nexus.errors import InvalidRequest
 from nexus.routing import (
-    InvalidRequest,
     RequestKind,
     Requirements,
     RoutingPolicy,
@@ -249,3 +249,11 @@ def test_requirements_serialise() -> None:
     data = req(chat(model="secret-x"), headers={"X-Nexus-Flexible": "true"}).to_dict()
     assert data["privacy_zone_required"] == "restricted"
     assert data["tier_mode"] == "flexible" and data["min_tier"] == 2
+
+
+def test_output_limit_is_one_rule_for_routing_and_cost() -> None:
+    # max_completion_tokens is OpenAI's current name and wins when both are sent; only a positive
+    # integer is a limit (routing and the stream cost bound read this same value).
+    assert req(chat(max_tokens=100, max_completion_tokens=50)).max_tokens == 50
+    assert req(chat(max_tokens=0)).max_tokens is None
+    assert req(chat(max_completion_tokens=-5, max_tokens=7)).max_tokens == 7

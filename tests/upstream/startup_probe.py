@@ -91,7 +91,7 @@ async def serve(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://nexus") as client:
-            while "unknown" in {b.status.value for b in app.state.registry.snapshot().backends}:
+            while "unknown" in {b.status.value for b in app.gateway.registry.snapshot().backends}:
                 await asyncio.sleep(0.01)
             for body in requests:
                 path = "/v1/embeddings" if "input" in body else "/v1/chat/completions"

@@ -1,0 +1,103 @@
+"""OpenAI's dialect (chat completions and embeddings): the request checks, the answer passed on
+byte for byte, errors in the ``{"error": {message, type, param, code}}`` envelope, and a stream
+that breaks after it started ended by one ``data: {"error": ...}`` event."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from nexus.errors import InvalidRequest, error_body
+from nexus.gateway import Answer, AnswerStream, Failed, Outcome
+from nexus.routing import RequestKind
+
+JSON = "application/json"
+
+
+class OpenAIDialect:
+    """Parser and renderer for ``/v1/chat/completions`` and ``/v1/embeddings``."""
+
+    def parse(self, raw: bytes, kind: RequestKind) -> dict[str, Any]:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("request body must be a JSON object")
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            message = "you must provide a model parameter (a non-empty string)"
+            raise InvalidRequest(message, param="model")
+        if kind is RequestKind.CHAT:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                raise InvalidRequest("'messages' must be a non-empty array", param="messages")
+            if "stream" in body and not isinstance(body["stream"], bool):
+                raise InvalidRequest("'stream' must be true or false", param="stream")
+        elif not isinstance(body.get("input"), str | list):
+            raise InvalidRequest("'input' must be a string or an array", param="input")
+        return body
+
+    def render(self, outcome: Outcome) -> Response:
+        if isinstance(outcome, Failed):
+            return error_response(outcome)
+        if outcome.stream is not None:
+            return StreamedAnswer(outcome, outcome.stream)
+        headers = outcome.headers.as_dict()
+        return Response(outcome.body, outcome.status, headers, media_type=outcome.content_type)
+
+
+OPENAI = OpenAIDialect()
+
+
+def error_response(failed: Failed) -> Response:
+    """``failed`` as an OpenAI error response (or the backend's own error body, passed on)."""
+    headers = failed.headers.as_dict()
+    if failed.retry_after is not None:
+        headers["retry-after"] = str(failed.retry_after)
+    if failed.upstream_body is not None:
+        media_type = failed.upstream_content_type or JSON
+        return Response(failed.upstream_body, failed.status, headers, media_type=media_type)
+    body = error_body(
+        failed.message,
+        error_type=failed.error_type,
+        code=failed.code,
+        param=failed.param,
+        context=failed.context,
+    )
+    return Response(body, failed.status, headers, media_type=JSON)
+
+
+def error_event(failed: Failed) -> bytes:
+    """The last event of a stream that broke after it started."""
+    body = error_body(failed.message, error_type=failed.error_type, code=failed.code)
+    return b"data: " + body + b"\n\n"
+
+
+class StreamedAnswer(StreamingResponse):
+    """A backend's stream passed on; the stream is closed (upstream, lease, report) on every
+    path, even when the client leaves before the first chunk is sent."""
+
+    def __init__(self, answer: Answer, stream: AnswerStream) -> None:
+        self._stream = stream
+        super().__init__(
+            self._chunks(),
+            status_code=answer.status,
+            headers=answer.headers.as_dict(),
+            media_type=answer.content_type,
+        )
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+        if self._stream.failure is not None:
+            yield error_event(self._stream.failure)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._stream.aclose()

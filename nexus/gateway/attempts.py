@@ -1,0 +1,221 @@
+"""Execute a :class:`~nexus.routing.RoutePlan`: attempt candidates in order, fail over, feed
+passive health, and answer with the backend's own bytes plus the ``X-Nexus-*`` header values.
+
+Before the first byte reaches the client, any :class:`~nexus.errors.UpstreamError` (a connect
+error, timeout, 5xx, 429 or 401/403; an answer that should not fail over is returned by the
+opener, not raised) moves the request to the next candidate (at most ``1 + max_retries``
+attempts; the plan never holds a candidate outside the request's privacy zone or below its tier).
+For a stream, "the first byte" is the first chunk of the body: it is read before the answer is
+returned, so a backend that answers 200 and then dies is still a failover.
+
+In-flight counts are taken for the whole attempt, streams included, and released on every path:
+success, failure, timeout and client disconnect (which also cancels the upstream request). With
+shared state, an attempt on a backend with ``max_concurrent`` is first admitted across replicas
+(:class:`Admission`, bounded in time); a refusal moves on to the next candidate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from loguru import logger
+
+from nexus.backends.registry import Lease, Registry
+from nexus.backends.state import BackendView
+from nexus.backends.transitions import SUCCESS, Outcome
+from nexus.errors import (
+    BackendAtCapacity,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
+from nexus.gateway.opener import Call, Opener
+from nexus.gateway.outcome import JSON, Answer
+from nexus.gateway.stream import RelayedStream
+from nexus.headers import NexusHeaders
+from nexus.pricing import PriceTable, provider_id, stream_bound, usage_tokens
+from nexus.routing import Candidate, RoutePlan
+from nexus.upstream.reply import Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Exhausted:
+    """Every attempt failed; ``failures`` in attempt order, ``headers`` name the last backend."""
+
+    failures: tuple[UpstreamError, ...]
+    headers: NexusHeaders
+
+
+class Admission(Protocol):
+    """Admits an attempt on a backend with ``max_concurrent`` across replicas (shared state)."""
+
+    async def admit(self, backend: BackendView, lease: Lease) -> None:
+        """Return when ``lease`` may proceed; raise :class:`BackendAtCapacity` when not."""
+
+
+class Attempts:
+    """Attempts and failover through one :class:`~nexus.gateway.opener.Opener`. One per app."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        opener: Opener,
+        prices: PriceTable,
+        *,
+        request_timeout: float,
+        clock: Callable[[], float],
+        admission: Admission | None = None,
+    ) -> None:
+        self._registry = registry
+        self._opener = opener
+        self._prices = prices
+        self._timeout = request_timeout
+        self._clock = clock
+        self._admission = admission
+
+    async def run(self, plan: RoutePlan, call: Call) -> Answer | Exhausted:
+        """Serve ``call`` through the first candidate of ``plan`` that answers."""
+        failures: list[UpstreamError] = []
+        headers = _headers(plan, 0, 0, call.request_id)
+        for index, candidate in enumerate(plan.candidates[: plan.max_attempts]):
+            headers = _headers(plan, index, len(failures), call.request_id)
+            try:
+                answer = await self._attempt(candidate, call, headers)
+            except UpstreamError as exc:
+                failures.append(exc)
+                self._failed(candidate, exc, call.request_id)
+                continue
+            return replace(answer, failed_attempts=len(failures))
+        return Exhausted(tuple(failures), headers)
+
+    async def _attempt(self, candidate: Candidate, call: Call, headers: NexusHeaders) -> Answer:
+        backend = candidate.backend
+        started = self._clock()
+        owned = self._registry.lease(backend.name)
+        lease: Lease | None = owned  # released here unless a stream takes it over
+        try:
+            async with asyncio.timeout(self._timeout):
+                if self._admission is not None and backend.max_concurrent is not None:
+                    await self._admission.admit(backend, owned)
+                reply = await self._opener(backend, candidate.model, call, timeout=self._timeout)
+                if call.stream and reply.status_code < 300:
+                    stream = await self._stream(candidate, call, reply, headers, owned, started)
+                    lease = None  # the stream owns it now
+                    ttfb = self._succeeded(backend.name, started)
+                    status, content_type = reply.status_code, stream.content_type
+                    return Answer(status, content_type, stream.headers, stream=stream, ttfb_s=ttfb)
+                try:
+                    content = await reply.read()
+                finally:
+                    await reply.aclose()
+        except TimeoutError:
+            limit = f"{self._timeout:g} s"
+            raise UpstreamTimeout(f"no answer within {limit}", backend=backend.name) from None
+        finally:
+            if lease is not None:
+                lease.release()
+        ttfb = self._succeeded(backend.name, started)
+        cost, output_tokens = self._body_cost(candidate, reply.status_code, content)
+        return Answer(
+            reply.status_code,
+            reply.content_type or JSON,
+            replace(headers, cost_usd=cost),
+            body=content,
+            ttfb_s=ttfb,
+            output_tokens=output_tokens,
+        )
+
+    async def _stream(
+        self,
+        candidate: Candidate,
+        call: Call,
+        reply: Reply,
+        headers: NexusHeaders,
+        lease: Lease,
+        started: float,
+    ) -> RelayedStream:
+        """A stream whose first chunk has arrived (an empty stream is a failover)."""
+        chunks = reply.chunks()
+        first = await _first_chunk(reply, chunks)
+        if not first:
+            await reply.aclose()
+            raise UpstreamBadResponse("answered an empty stream", backend=candidate.backend.name)
+        headers = replace(headers, cost_usd=self._stream_cost(candidate, call))
+        return RelayedStream(
+            first,
+            reply,
+            chunks,
+            lease=lease,
+            headers=headers,
+            content_type=reply.content_type or "text/event-stream",
+            deadline=started + self._timeout,
+            clock=self._clock,
+        )
+
+    def _body_cost(
+        self, candidate: Candidate, status: int, content: bytes
+    ) -> tuple[float | None, int | None]:
+        """Cost and output tokens from a cloud answer's usage (local bodies are never parsed)."""
+        backend = candidate.backend
+        if not backend.is_cloud or status >= 300:
+            return None, None
+        tokens = usage_tokens(content)
+        if tokens is None:
+            return None, None
+        provider = provider_id(backend.kind.name)
+        return self._prices.estimate(candidate.model, *tokens, provider=provider), tokens[1]
+
+    def _stream_cost(self, candidate: Candidate, call: Call) -> float | None:
+        """A cloud stream's upper bound: exact input tokens plus the output limit."""
+        backend = candidate.backend
+        if not backend.is_cloud:
+            return None
+        provider = provider_id(backend.kind.name)
+        return stream_bound(
+            self._prices, candidate.model, provider, call.exact_input_tokens, call.max_tokens
+        )
+
+    def _succeeded(self, name: str, started: float) -> float:
+        """Record a success; return its time to the first byte in seconds."""
+        elapsed = self._clock() - started
+        self._registry.record_outcome(name, SUCCESS, latency_ms=elapsed * 1000)
+        return elapsed
+
+    def _failed(self, candidate: Candidate, exc: UpstreamError, request_id: str) -> None:
+        name = candidate.backend.name
+        if isinstance(exc, BackendAtCapacity):  # nothing was sent: not a health failure
+            logger.bind(request_id=request_id, backend=name).info(exc.message)
+            return
+        retry_after = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
+        changed = self._registry.record_outcome(
+            name, Outcome(exc.failure, exc.message, retry_after)
+        )
+        log = logger.bind(request_id=request_id, backend=name)
+        log.warning("attempt on backend {} failed: {}", name, exc.message)
+        if changed is not None:
+            log.info("backend {} is {}: {}", name, changed, exc.message)
+
+
+def _headers(plan: RoutePlan, index: int, failed: int, request_id: str) -> NexusHeaders:
+    backend = plan.candidates[index].backend
+    return NexusHeaders(
+        request_id=request_id,
+        backend=backend.name,
+        location=backend.kind.location.value,
+        route_reason=plan.reason_at(index, failed_attempts=failed).value,
+        zone=backend.zone.value,
+        fallback_model=plan.fallback_model_at(index),
+    )
+
+
+async def _first_chunk(reply: Reply, chunks: AsyncIterator[bytes]) -> bytes:
+    """The first body chunk of a stream (b"" for an empty body); closes the reply on failure."""
+    try:
+        return await anext(chunks, b"")
+    except BaseException:
+        await reply.aclose()
+        raise

@@ -1,0 +1,35 @@
+"""Whether the gateway is draining (shutting down gracefully) and how many requests are still in
+progress. The HTTP side (refusing new ``/v1/*`` requests while draining) is
+:class:`nexus.api.drain.DrainMiddleware`; the server waits here for the last request to end."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class Drain:
+    """Counts requests in progress and knows whether the gateway is draining."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        self.active += 1
+        self._idle.clear()
+
+    def end(self) -> None:
+        self.active -= 1
+        if self.active == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in progress; False if ``timeout`` passed first."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,134 @@
+"""One inference request on its way through the gateway: requirements, plan, attempts, and the
+report the observers get once it is over (for a stream, when the stream has ended). The report
+is built from the outcome values the gateway holds, never read back off the HTTP response."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nexus.errors import InvalidRequest
+from nexus.gateway.attempts import Exhausted
+from nexus.gateway.failures import exhausted, invalid, rejected
+from nexus.gateway.opener import Call
+from nexus.gateway.outcome import Answer, AnswerStream, Failed, Outcome, Problem
+from nexus.headers import NexusHeaders
+from nexus.observability.events import Completed
+from nexus.routing import Rejection, RequestKind
+
+if TYPE_CHECKING:
+    from nexus.gateway.service import Gateway
+
+
+class Exchange:
+    """Made by :meth:`Gateway.exchange`; :meth:`run` it once, or end it with :meth:`refuse`
+    (the request could not be read) or :meth:`client_left`. Each returns the outcome to render
+    and reports the request (a stream: when it ends)."""
+
+    __slots__ = (
+        "_gateway",
+        "kind",
+        "path",
+        "request_id",
+        "model",
+        "stream",
+        "input_tokens",
+        "_started",
+        "_started_at",
+        "_answer",
+    )
+
+    def __init__(self, gateway: Gateway, kind: RequestKind, path: str, request_id: str) -> None:
+        self._gateway = gateway
+        self.kind, self.path, self.request_id = kind, path, request_id
+        self.model = "-"  # as the client asked; "-" until the body was read
+        self.stream = False
+        self.input_tokens: int | None = None
+        self._started = gateway.clock()
+        self._started_at = time.time()
+        self._answer: Answer | None = None
+
+    async def run(self, raw: bytes, body: Mapping[str, Any], headers: Mapping[str, str]) -> Outcome:
+        """Route and forward the request (``body`` is ``raw`` parsed by the dialect)."""
+        gateway = self._gateway
+        self.model = str(body.get("model", "-"))
+        try:
+            requirements = gateway.requirements(body, headers, self.kind)
+        except (InvalidRequest, RecursionError) as exc:
+            return self._finish(invalid(exc, NexusHeaders(self.request_id)))
+        plan = gateway.plan(requirements)
+        if isinstance(plan, Rejection):
+            return self._finish(rejected(plan, NexusHeaders(self.request_id)))
+        self.stream, self.input_tokens = requirements.stream, requirements.input_tokens
+        call = Call(
+            self.path,
+            raw,
+            body,
+            requirements.requested_model,
+            requirements.stream,
+            self.request_id,
+            exact_input_tokens=requirements.input_tokens if requirements.tokens_exact else None,
+            max_tokens=requirements.max_tokens,
+        )
+        result = await gateway.attempts.run(plan, call)
+        if isinstance(result, Exhausted):
+            interval = gateway.config.health_check.interval_seconds
+            snapshot = gateway.registry.snapshot()
+            return self._finish(exhausted(result, plan, snapshot, health_interval=interval))
+        if result.stream is not None:
+            self._answer = result
+            result.stream.on_end = self._stream_ended
+            return result
+        return self._finish(result)
+
+    def refuse(self, exc: InvalidRequest) -> Failed:
+        """The request could not be read (bad JSON, a missing field, too large)."""
+        failed = invalid(exc, NexusHeaders(self.request_id))
+        self._report(failed)
+        return failed
+
+    def client_left(self) -> Failed:
+        """The client went away before the answer started (logged as 499, never sent)."""
+        failed = Failed(
+            Problem.CLIENT_GONE, "the client closed the connection", NexusHeaders(self.request_id)
+        )
+        self._report(failed)
+        return failed
+
+    def _finish(self, outcome: Outcome) -> Outcome:
+        self._report(outcome)
+        return outcome
+
+    def _stream_ended(self, stream: AnswerStream) -> None:
+        assert self._answer is not None
+        self._report(self._answer, broken=stream.failure is not None)
+
+    def _report(self, outcome: Outcome, *, broken: bool = False) -> None:
+        headers = outcome.headers
+        if isinstance(outcome, Answer):
+            failovers, ttfb, output = outcome.failed_attempts, outcome.ttfb_s, outcome.output_tokens
+        else:  # the last failed attempt did not move on
+            failovers, ttfb, output = max(0, outcome.failed_attempts - 1), None, None
+        self._gateway.observer.completed(
+            Completed(
+                request_id=self.request_id,
+                endpoint=self.kind.value,
+                model=self.model,
+                backend=headers.backend,
+                location=headers.location,
+                route_reason=headers.route_reason,
+                status=outcome.status,
+                stream=self.stream,
+                started_at=self._started_at,
+                duration_s=self._gateway.clock() - self._started,
+                ttfb_s=ttfb,
+                failed_attempts=outcome.failed_attempts,
+                failovers=failovers,
+                fallback_model=headers.fallback_model,
+                cost_usd=headers.cost_usd,
+                stream_broken=broken,
+                input_tokens=self.input_tokens,
+                output_tokens=output,
+            )
+        )

@@ -1,0 +1,147 @@
+"""The gateway's running life: the two connection pools (httpx for health probes, aiohttp for the
+relay), shared state, the health-check loop, mDNS discovery and, with a translated backend
+configured, LiteLLM's import in a thread. Everything started here stops when the block ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import httpx
+from loguru import logger
+
+from nexus.backends.state import ProbeResult
+from nexus.config import BackendConfig, NexusConfig
+from nexus.config.kinds import Transport
+from nexus.discovery import MdnsDiscovery
+from nexus.gateway.attempts import Attempts
+from nexus.gateway.opener import UpstreamOpener
+from nexus.health.checker import HealthChecker
+from nexus.health.probes import ShowCache, probe_all
+from nexus.upstream.relay import relay_session
+
+if TYPE_CHECKING:
+    from nexus.gateway.service import Gateway
+    from nexus.state import SharedState
+
+
+@asynccontextmanager
+async def run_gateway(
+    gateway: Gateway,
+) -> AsyncIterator[tuple[Attempts, HealthChecker, SharedState | None]]:
+    """Start ``gateway``'s pools and background work; yield its attempts, health checker and
+    shared state (None with the memory backend)."""
+    config = gateway.config
+    timeout = httpx.Timeout(
+        config.server.request_timeout_seconds, connect=config.server.connect_timeout_seconds
+    )
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+    async with (
+        httpx.AsyncClient(transport=gateway.transport, timeout=timeout, limits=limits) as client,
+        relay_session(connect_timeout=config.server.connect_timeout_seconds) as session,
+    ):
+        shared = await _start_shared_state(gateway)
+        attempts = Attempts(
+            gateway.registry,
+            gateway.opener or UpstreamOpener(session, gateway.environ),
+            gateway.prices,
+            request_timeout=config.server.request_timeout_seconds,
+            clock=gateway.clock,
+            admission=shared,
+        )
+        checker = _health_checker(gateway, client)
+        checker.start()
+        discovery = _discovery(gateway, checker)
+        await discovery.start()
+        translated = _warm_up_translation(config)
+        try:
+            yield attempts, checker, shared
+        finally:
+            await discovery.stop()
+            await checker.stop()
+            if shared is not None:
+                await shared.stop()
+            if translated is not None:
+                await translated
+                await _translated_module().shutdown()
+
+
+def _health_checker(gateway: Gateway, client: httpx.AsyncClient) -> HealthChecker:
+    config = gateway.config.health_check
+    cache = ShowCache()
+
+    async def probe(backends: Sequence[BackendConfig]) -> dict[str, ProbeResult]:
+        return await probe_all(
+            backends,
+            client,
+            timeout=config.timeout_seconds,
+            environ=gateway.environ,
+            show_cache=cache,
+        )
+
+    return HealthChecker(
+        gateway.registry,
+        probe,
+        interval=config.interval_seconds,
+        enabled=config.enabled,
+        clock=gateway.clock,
+    )
+
+
+async def _start_shared_state(gateway: Gateway) -> SharedState | None:
+    """With ``[state] backend = "redis"``, share backend state with the other replicas (the
+    redis client is imported only then); with the default memory backend, nothing."""
+    config = gateway.config.state
+    if config.backend != "redis":
+        return None
+    from nexus.state import create_shared_state
+
+    stats = gateway.observability.stats
+    shared = create_shared_state(config, gateway.registry, stats, clock=gateway.clock)
+    await shared.start()
+    return shared
+
+
+def _warm_up_translation(config: NexusConfig) -> asyncio.Task[None] | None:
+    """With a translated backend configured, import LiteLLM in a thread (about 3 s) while the
+    gateway already answers; with local backends only, LiteLLM is never imported."""
+    if not any(b.kind.transport is Transport.TRANSLATED for b in config.backends):
+        return None
+
+    def warm_up() -> None:
+        try:
+            _translated_module().warm_up()
+        except Exception:  # the first translated request will try again and say why
+            logger.exception("LiteLLM warm-up failed")
+
+    return asyncio.get_running_loop().create_task(
+        asyncio.to_thread(warm_up), name="litellm-warm-up"
+    )
+
+
+def _translated_module() -> ModuleType:
+    import nexus.upstream.translated as translated  # the LiteLLM border: only when configured
+
+    return translated
+
+
+def _discovery(gateway: Gateway, checker: HealthChecker) -> MdnsDiscovery:
+    """mDNS discovery feeding the registry; a discovered backend is probed at once."""
+    registry = gateway.registry
+    tasks: set[asyncio.Task[None]] = set()
+
+    def added(backend: BackendConfig) -> None:
+        registry.add(backend, discovered=True)
+        task = asyncio.get_running_loop().create_task(checker.probe([backend]))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return MdnsDiscovery(
+        gateway.config.discovery,
+        on_added=added,
+        on_removed=registry.remove,
+        registered=lambda: {backend.name: backend.url for backend in registry.configs()},
+    )

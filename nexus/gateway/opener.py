@@ -1,0 +1,80 @@
+"""How one attempt reaches a backend: the :class:`Opener` seam. The real one relays the bytes of
+an OpenAI-compatible backend over the shared aiohttp pool, or translates through LiteLLM for the
+other providers; tests pass their own to drive the whole request path without sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from nexus.backends.state import BackendView
+from nexus.config.credentials import read_credential
+from nexus.config.kinds import Transport
+from nexus.upstream.body import rewrite_model
+from nexus.upstream.relay import endpoint, open_relay, request_headers
+from nexus.upstream.reply import Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One client request, parsed only as far as routing needed."""
+
+    path: str  # the OpenAI API path: "/chat/completions" or "/embeddings"
+    raw: bytes  # the body exactly as the client sent it
+    body: Mapping[str, Any]  # the same, parsed (the translated transport needs it)
+    model_sent: str  # the "model" value in ``raw``
+    stream: bool
+    request_id: str
+    exact_input_tokens: int | None = None  # the request's tiktoken count, when exact
+    max_tokens: int | None = None  # the client's output limit (see Requirements.max_tokens)
+
+
+class Opener(Protocol):
+    """Sends ``call`` for ``model`` to ``backend`` and returns the answer once its status line
+    arrived, or raises an :class:`~nexus.errors.UpstreamError` (a failover)."""
+
+    async def __call__(
+        self, backend: BackendView, model: str, call: Call, *, timeout: float
+    ) -> Reply: ...
+
+
+class UpstreamOpener:
+    """The real :class:`Opener`: the byte relay, or LiteLLM for translated providers."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, environ: Mapping[str, str] | None = None
+    ) -> None:
+        self._session = session
+        self._environ = environ
+
+    async def __call__(
+        self, backend: BackendView, model: str, call: Call, *, timeout: float
+    ) -> Reply:
+        key = None
+        if backend.api_key_env is not None:
+            key = read_credential(backend.api_key_env, self._environ).value
+        if backend.transport is Transport.TRANSLATED:
+            import nexus.upstream.translated as translated  # imports litellm: only when needed
+
+            return await translated.open_translated(
+                backend=backend,
+                path=call.path,
+                body=call.body,
+                model=model,
+                api_key=key,
+                stream=call.stream,
+                timeout=timeout,
+            )
+        body = call.raw if model == call.model_sent else rewrite_model(call.raw, model)
+        return await open_relay(
+            self._session,
+            backend=backend.name,
+            url=endpoint(backend.url, call.path),
+            body=body,
+            headers=request_headers(key, stream=call.stream),
+            read_timeout=timeout,
+            api_key_env=backend.api_key_env,
+        )

@@ -1,0 +1,106 @@
+"""The rest of a backend's stream after its first chunk, as the gateway passes it on.
+
+Every chunk is the backend's, unchanged. A stall past the whole-request deadline (read on the
+gateway's clock), a connection that breaks, or an SSE stream that stops without ``data: [DONE]``
+ends the iteration and leaves :attr:`RelayedStream.failure` set: the dialect's renderer then writes
+its own final error event, never a silent truncation. :meth:`RelayedStream.aclose` closes the
+upstream, releases the in-flight lease and reports the request, once, on every path (end, failure,
+client disconnect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from loguru import logger
+
+from nexus.backends.registry import Lease
+from nexus.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout
+from nexus.gateway.outcome import AnswerStream, Failed, Problem
+from nexus.headers import NexusHeaders
+from nexus.upstream.reply import Reply
+
+#: How many trailing bytes of a stream are kept to see its end (``data: [DONE]``).
+_TAIL = 32
+
+
+class RelayedStream:
+    """One backend's stream after its first chunk; iterate once, then :meth:`aclose`."""
+
+    def __init__(
+        self,
+        first: bytes,
+        upstream: Reply,
+        chunks: AsyncIterator[bytes],
+        *,
+        lease: Lease,
+        headers: NexusHeaders,
+        content_type: str,
+        deadline: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._first = first
+        self._upstream = upstream
+        self._chunks = chunks
+        self._lease = lease
+        self.headers = headers
+        self.content_type = content_type
+        self._deadline = deadline
+        self._clock = clock
+        self._sse = content_type.startswith("text/event-stream")
+        self.failure: Failed | None = None
+        #: Told once when the stream is over (set by whoever reports the request).
+        self.on_end: Callable[[AnswerStream], None] | None = None
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._relay()
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        tail = self._first[-_TAIL:]
+        yield self._first
+        backend = self.headers.backend or "none"
+        try:
+            while (chunk := await self._next(backend)) is not None:
+                tail = (tail + chunk)[-_TAIL:]
+                yield chunk
+            if self._sse and not tail.rstrip().endswith(b"[DONE]"):
+                raise UpstreamBadResponse("ended without 'data: [DONE]'", backend=backend)
+        except UpstreamError as exc:
+            self.failure = broken(exc, self.headers)
+
+    async def _next(self, backend: str) -> bytes | None:
+        """The next chunk, or None at the end; a stall past the deadline fails."""
+        remaining = self._deadline - self._clock()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(remaining):
+                return await anext(self._chunks, None)
+        except TimeoutError:
+            raise UpstreamTimeout("the whole-request limit passed", backend=backend) from None
+
+    async def aclose(self) -> None:
+        """Close the upstream, release the lease and report the request (only the first call)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._upstream.aclose()
+        finally:
+            self._lease.release()
+            if self.on_end is not None:
+                self.on_end(self)
+
+
+def broken(exc: UpstreamError, headers: NexusHeaders) -> Failed:
+    """What a stream that broke after it started reports (and its renderer writes last)."""
+    backend = headers.backend or "none"
+    logger.bind(backend=backend).warning("stream from backend {} broke: {}", backend, exc.message)
+    return Failed(
+        Problem.STREAM_BROKEN,
+        f"the stream from backend '{backend}' broke after it started: {exc.message}",
+        headers,
+        code="gateway_timeout" if isinstance(exc, UpstreamTimeout) else "stream_interrupted",
+    )
