@@ -74,7 +74,12 @@ class BodyTooLarge(InvalidRequest):
 
 
 class StoreUnavailable(NexusError):
-    """The shared state store cannot be reached (callers fall back to local state)."""
+    """The shared state store did not answer in time (``timed_out``), refused, or failed
+    (callers fall back to local state)."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class UpstreamError(NexusError):

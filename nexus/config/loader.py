@@ -36,8 +36,8 @@ OVERRIDABLE: dict[str, tuple[str, str]] = {
 
 
 class EnvOverrides(BaseSettings):
-    """The ``NEXUS_*`` environment variables of contract section 1, read as text; the settings
-    tree validates them like any other value."""
+    """The ``NEXUS_*`` environment variables (README, "Configuration"), read as text; the
+    settings tree validates them like any other value."""
 
     model_config = SettingsConfigDict(env_prefix="NEXUS_", extra="ignore", frozen=True)
 

@@ -1,5 +1,5 @@
-"""The settings tree of ``nexus.toml`` (contract section 1): frozen, unknown keys rejected, every
-field described and bounded. Cross-field rules live in :mod:`nexus.config.checks`.
+"""The settings tree of ``nexus.toml`` (README, "Configuration"): frozen, unknown keys rejected,
+every field described and bounded. Cross-field rules live in :mod:`nexus.config.checks`.
 
 API keys never appear here: a backend names the environment variable that holds its key
 (``api_key_env``); :mod:`nexus.config.credentials` reads it.

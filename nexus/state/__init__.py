@@ -12,9 +12,12 @@ health, in-flight counts and counters. With Redis, replicas share:
 - the counters behind ``/v1/stats``.
 
 See :mod:`nexus.state.shared` for the timing and the fallback when Redis is slow or down.
+:class:`MemoryStore` keeps the same state in one process, for tests (no server, a fake clock).
 """
 
+from nexus.errors import StoreUnavailable
+from nexus.state.memory import MemoryStore
 from nexus.state.shared import SharedState, create_shared_state
-from nexus.state.store import StoreUnavailable
+from nexus.state.store import Store
 
-__all__ = ["SharedState", "StoreUnavailable", "create_shared_state"]
+__all__ = ["MemoryStore", "SharedState", "Store", "StoreUnavailable", "create_shared_state"]

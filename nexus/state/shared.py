@@ -35,9 +35,15 @@ from loguru import logger
 from nexus.backends.registry import Lease, Registry
 from nexus.backends.state import BackendView, Status
 from nexus.config.model import StateConfig
-from nexus.errors import BackendAtCapacity
+from nexus.errors import BackendAtCapacity, StoreUnavailable
 from nexus.observability.stats import Stats
-from nexus.state.store import LeaseOps, RedisStore, StoreUnavailable, TickReply, TickRequest
+from nexus.state.store import (
+    LeaseOps,
+    RedisStore,
+    Store,
+    TickReply,
+    TickRequest,
+)
 
 #: Shortest pause between two syncs, even when woken by many events at once.
 MIN_GAP_SECONDS = 0.02
@@ -54,14 +60,16 @@ class _Lease(Enum):
 
 
 class SharedState:
-    """Registry listener, admission gate and sync loop for ``[state] backend = "redis"``."""
+    """Registry listener, admission gate and sync loop for ``[state] backend = "redis"``, over
+    any :class:`~nexus.state.store.Store` (:func:`create_shared_state` gives it Redis's; tests
+    give it a :class:`~nexus.state.memory.MemoryStore` and the same fake ``clock``)."""
 
     def __init__(
         self,
         config: StateConfig,
         registry: Registry,
         stats: Stats,
-        store: RedisStore,
+        store: Store,
         *,
         clock: Callable[[], float],
         replica: str | None = None,

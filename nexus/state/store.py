@@ -1,6 +1,8 @@
-"""The Redis side of shared state: the only module that imports ``redis`` (lazily, when
-``[state] backend = "redis"``). Every call is bounded in time and every failure, whatever its
-kind, becomes :class:`StoreUnavailable`; callers fall back to local state.
+"""The store behind shared state: what :class:`~nexus.state.shared.SharedState` asks of it
+(:class:`Store`, the messages it exchanges) and the real one, :class:`RedisStore`, the only
+module that imports ``redis`` (lazily, when ``[state] backend = "redis"``). Every call is bounded
+in time and every failure, whatever its kind, becomes :class:`StoreUnavailable`; callers fall back
+to local state. :class:`~nexus.state.memory.MemoryStore` is the same contract in one process.
 """
 
 from __future__ import annotations
@@ -8,22 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
+from nexus.errors import StoreUnavailable
 from nexus.state.scripts import ADMIT, TICK
 
 #: How long a replica's own counters outlive its last sync (then they are only in the total).
 STATS_TTL_SECONDS = 86_400
-
-
-class StoreUnavailable(Exception):
-    """Redis did not answer in time (``timed_out``), refused, or failed; ``str()`` says how."""
-
-    def __init__(self, message: str, *, timed_out: bool = False) -> None:
-        super().__init__(message)
-        self.timed_out = timed_out
 
 
 @dataclass(slots=True)
@@ -55,6 +50,32 @@ class TickReply:
     cooldowns: dict[str, float]  # backend -> seconds left
     others: dict[str, int]  # backend -> live leases of the other replicas
     stats: dict[str, int]  # the cluster's counters
+
+
+class Store(Protocol):
+    """Where replicas share state, with the semantics of :mod:`nexus.state.scripts` (each call
+    atomic, time read from the store's own clock). Every method answers within ``timeout`` or
+    raises :class:`StoreUnavailable`, and raises nothing else."""
+
+    async def tick(self, request: TickRequest, *, timeout: float) -> TickReply:
+        """Publish ``request`` and read the cluster's state, atomically (the ``TICK`` script)."""
+        ...
+
+    async def admit(
+        self, backend: str, lease_id: str, *, limit: int, ttl_ms: int, prefix: str, timeout: float
+    ) -> tuple[bool, int]:
+        """Add ``lease_id`` (expiring in ``ttl_ms``) to ``backend``'s leases unless ``limit``
+        live ones are there (the ``ADMIT`` script). Returns ``(True, 0)`` when admitted or
+        already in, ``(False, live leases not starting with prefix)`` when refused."""
+        ...
+
+    async def remove_leases(self, leases: dict[str, list[str]], *, timeout: float) -> None:
+        """Remove released leases (ids by backend)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of connections; never raises."""
+        ...
 
 
 class RedisStore:

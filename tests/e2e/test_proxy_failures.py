@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
 HELLO: list[Any] = [{"role": "user", "content": "hello"}]
 REQUEST_TIMEOUT = 0.8
-FAILOVER_LIMIT = 2.0  # contract section 5: failover completes within 2 s of the failure
+FAILOVER_LIMIT = 2.0  # the README's routing rules: failover completes within 2 s of the failure
 #: Far from the preferred 1: under "smart" routing a small priority gap can lose to latency.
 SPARE_PRIORITY = 90
 
@@ -133,7 +133,7 @@ def test_failover_within_two_seconds_and_no_further_attempts(pairs: Pairs, kind:
         assert headers["x-nexus-privacy-zone"] == "restricted"
         assert elapsed < FAILOVER_LIMIT, f"answered after {elapsed:.2f} s"
     assert results[0][1]["x-nexus-route-reason"] == "failover"
-    if kind.out:  # skipped because it is unhealthy: still a failover (contract section 4)
+    if kind.out:  # skipped because it is unhealthy: still a failover (README, "HTTP API")
         assert results[1][1]["x-nexus-route-reason"] == "failover"
     assert pairs.spare_requests(model, kind.path) == 2
 
@@ -176,7 +176,7 @@ def test_a_failed_backend_gets_traffic_again_once_it_recovers(
 def test_upstream_failures_with_no_retry_left_reach_the_sdk(
     tmp_path: Path, start_fake: StartFake
 ) -> None:
-    """One backend, so nothing to fail over to: every failure of contract section 6 in turn."""
+    """One backend, so nothing to fail over to: every error case (README, "HTTP API") in turn."""
     solo = start_fake(FakeOpenAI)
     solo.set_models(FakeModel("m"))
     health = {"failure_threshold": 10}

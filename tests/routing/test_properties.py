@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -29,11 +30,12 @@ MODELS = ["m0", "m1", "m2", "m3", "embed-x"]
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _info(model_id: str, flags: tuple[int | None, bool, bool, bool]) -> ModelInfo:
+def _info(
+    model_id: str, flags: tuple[int | None, bool | None, bool | None, bool | None]
+) -> ModelInfo:
     return ModelInfo(model_id, *flags)
 
 
-MOSTLY_TRUE = st.sampled_from([True, True, True, False])
 MOSTLY_FALSE = st.sampled_from([False, False, False, True])
 
 
@@ -41,7 +43,9 @@ def mostly_none(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.tuples(MOSTLY_FALSE, values).map(lambda pair: pair[1] if pair[0] else None)
 
 
-FLAGS = st.tuples(mostly_none(st.integers(20, 400)), MOSTLY_TRUE, MOSTLY_TRUE, MOSTLY_TRUE)
+#: A capability flag: None (unknown, what most backends report; it counts as supported) most often.
+CAPABILITIES = st.sampled_from([None, None, True, False])
+FLAGS = st.tuples(mostly_none(st.integers(20, 400)), CAPABILITIES, CAPABILITIES, CAPABILITIES)
 MODEL_INFOS = st.dictionaries(st.sampled_from(MODELS), FLAGS, min_size=1, max_size=4).map(
     lambda found: {model: _info(model, flags) for model, flags in found.items()}
 )
@@ -209,13 +213,44 @@ def test_every_candidate_is_available_and_capable(scenario) -> None:
         assert b.status is Status.HEALTHY
         assert not b.cooling_down(NOW)
         assert not b.at_capacity()
-        info = b.models[c.model]
-        assert info.vision or not requirements.vision
-        assert info.tools or not requirements.tools
-        assert info.json_mode or not requirements.json_mode
+        info = b.models[c.model]  # unknown (None) counts as supported; only False excludes
+        assert info.vision is not False or not requirements.vision
+        assert info.tools is not False or not requirements.tools
+        assert info.json_mode is not False or not requirements.json_mode
         assert info.context_length is None or requirements.input_tokens <= info.context_length
     pairs = [(c.backend.name, c.model) for c in result.candidates]
     assert len(pairs) == len(set(pairs))
+
+
+def _assumed_capable(snapshot: Snapshot) -> Snapshot:
+    """``snapshot`` with every unknown capability known to be supported."""
+
+    def known(info: ModelInfo) -> ModelInfo:
+        return ModelInfo(
+            info.id,
+            10**9 if info.context_length is None else info.context_length,
+            True if info.vision is None else info.vision,
+            True if info.tools is None else info.tools,
+            True if info.json_mode is None else info.json_mode,
+        )
+
+    views = tuple(
+        replace(b, models={name: known(info) for name, info in b.models.items()})
+        for b in snapshot.backends
+    )
+    return replace(snapshot, backends=views)
+
+
+@FAST
+@given(scenarios())
+def test_an_unknown_capability_is_treated_as_supported(scenario) -> None:
+    requirements, snapshot, rules, rotation = scenario
+    known = run((requirements, _assumed_capable(snapshot), rules, rotation))
+    result = run(scenario)
+    assert type(result) is type(known)
+    if isinstance(result, RoutePlan) and isinstance(known, RoutePlan):
+        pairs = [(c.backend.name, c.model) for c in result.candidates]
+        assert pairs == [(c.backend.name, c.model) for c in known.candidates]
 
 
 @FAST

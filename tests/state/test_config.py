@@ -67,8 +67,8 @@ def test_config_check_masks_the_redis_url(write_config) -> None:
 
 async def test_memory_backend_starts_nothing_and_hooks_nothing() -> None:
     async with gateway([]) as gw:
-        assert gw.app.state.shared is None
-        assert gw.app.state.registry.listener is None
+        assert gw.app.gateway.shared is None
+        assert gw.app.gateway.registry.listener is None
         body = (await gw.client.get("/v1/stats")).json()
         assert body["process"]["state"] == "memory" and isinstance(body["process"]["pid"], int)
-    assert create_app(NexusConfig()).state.registry.listener is None
+    assert create_app(NexusConfig()).gateway.registry.listener is None

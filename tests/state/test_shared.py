@@ -1,4 +1,5 @@
-"""Two replicas' shared state (registries, stats, sync) over one real redis-server, in-process."""
+"""Two replicas' shared state (registries, stats, sync) in-process, over each store (``kit``): the
+in-memory one on a fake clock and a real redis-server on the real clock."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from nexus.config.model import BackendConfig, StateConfig
 from nexus.errors import BackendAtCapacity, Failure
 from nexus.observability.events import Completed
 from nexus.observability.stats import Stats
-from nexus.state import SharedState, create_shared_state
-from tests.state.redis_server import RedisServer
+from nexus.state import SharedState
+from tests.state.stores import StoreKit
 
 
 @dataclass
@@ -40,8 +41,8 @@ def backends() -> list[BackendConfig]:
     ]
 
 
-def state_config(url: str, **extra: object) -> StateConfig:
-    return StateConfig.model_validate({"backend": "redis", "redis_url": url, **extra})
+def state_config(**extra: object) -> StateConfig:
+    return StateConfig.model_validate({"backend": "redis", **extra})
 
 
 @pytest.fixture
@@ -53,15 +54,15 @@ def logs() -> Iterator[list[str]]:
 
 
 @pytest.fixture
-async def replicas(real_redis: RedisServer) -> AsyncIterator[list[Replica]]:
+async def replicas(kit: StoreKit) -> AsyncIterator[list[Replica]]:
     started: list[Replica] = []
     for _ in range(2):
-        registry = Registry(backends(), thresholds=Thresholds(failure=3, recovery=2))
+        thresholds = Thresholds(failure=3, recovery=2)
+        registry = Registry(backends(), thresholds=thresholds, clock=kit.clock)
         for name in ("gpu", "cpu"):
             registry.record_probe(name, ProbeResult(ok=True), next_probe_at=None)
         stats = Stats(lambda model: model)
-        config = state_config(real_redis.url, acquire_timeout_seconds=0.2)
-        shared = create_shared_state(config, registry, stats, clock=time.monotonic)
+        shared = kit.shared(state_config(acquire_timeout_seconds=0.2), registry, stats)
         registry.listener = shared  # as start() does, without the background loop
         assert await shared.sync_once()
         started.append(Replica(registry, stats, shared))
@@ -109,13 +110,14 @@ async def test_a_recovery_is_shared_too(replicas) -> None:
     assert a.view().status is Status.HEALTHY
 
 
-async def test_a_cooldown_is_shared_for_what_is_left_of_it(replicas) -> None:
+async def test_a_cooldown_is_shared_for_what_is_left_of_it(replicas, kit) -> None:
     a, b = replicas
     a.registry.record_outcome("gpu", Outcome(Failure.RATE_LIMITED, "429", retry_after=7))
+    await kit.advance(0.5)
     await sync(a, b)
     gpu = b.view()
     assert gpu.cooldown_until is not None
-    assert 6 < gpu.cooldown_until - time.monotonic() <= 7
+    assert 6 < gpu.cooldown_until - kit.clock() <= 6.5
     assert gpu.status is Status.HEALTHY, "a 429 is not a health failure"
 
 
@@ -165,22 +167,22 @@ async def test_counters_are_the_cluster_totals(replicas) -> None:
     assert a.stats.body(a.registry.snapshot(), uptime_seconds=1)["requests"]["total"] == 4
 
 
-async def test_redis_down_falls_back_logs_once_and_recovers(replicas, real_redis, logs) -> None:
+async def test_redis_down_falls_back_logs_once_and_recovers(replicas, kit, logs) -> None:
     a, b = replicas
     lease = b.registry.lease("cpu")
     await sync(b, a)
     assert a.view("cpu").in_flight == 1
-    real_redis.kill()
-    started = time.monotonic()
+    kit.kill()
+    started = kit.clock()
     assert not await a.shared.sync_once()
     assert not await a.shared.sync_once()
     gpu_lease = a.registry.lease("gpu")
     await a.shared.admit(a.view(), gpu_lease)  # returns at once: the local count decides
-    assert time.monotonic() - started < 1.0
+    assert kit.clock() - started < 1.0
     assert a.view("cpu").in_flight == 0, "other replicas' counts are dropped"
     down = [m for m in logs if "unavailable" in m and a.shared.replica in m]
     assert len(down) == 1
-    real_redis.start()
+    kit.start()
     await sync(a, b)
     assert await a.shared.sync_once()
     assert [m for m in logs if "available again" in m and a.shared.replica in m] != []
@@ -192,25 +194,25 @@ async def test_redis_down_falls_back_logs_once_and_recovers(replicas, real_redis
 
 
 async def test_a_hung_redis_costs_a_request_at_most_the_acquire_timeout(
-    replicas, real_redis, logs
+    replicas, kit, logs
 ) -> None:
     a, _ = replicas
-    real_redis.freeze()
+    kit.freeze()
     try:
         first, second = a.registry.lease("gpu"), a.registry.lease("gpu")
-        started = time.monotonic()
+        started = kit.clock()
         await a.shared.admit(a.view(), first)  # acquire_timeout_seconds = 0.2 here
-        assert 0.15 < time.monotonic() - started < 0.5
-        started = time.monotonic()
+        assert 0.15 < kit.clock() - started < 0.5
+        started = kit.clock()
         await a.shared.admit(a.view(), second)
-        assert time.monotonic() - started < 0.01, "no request waits again during the pause"
+        assert kit.clock() - started < 0.01, "no request waits again during the pause"
         assert a.stats.scope["admission_fallbacks"] == 1
         assert not [m for m in logs if "unavailable" in m], "one slow admission is not an outage"
-        started = time.monotonic()
+        started = kit.clock()
         assert not await a.shared.sync_once()
-        assert time.monotonic() - started < 1.5, "a sync is bounded too (1 s)"
+        assert kit.clock() - started < 1.5, "a sync is bounded too (1 s)"
     finally:
-        real_redis.thaw()
+        kit.thaw()
     assert await a.shared.sync_once()
     assert len([m for m in logs if "unavailable" in m]) == 1
     assert len([m for m in logs if "available again" in m]) == 1
@@ -218,14 +220,12 @@ async def test_a_hung_redis_costs_a_request_at_most_the_acquire_timeout(
     second.release()
 
 
-async def test_background_loops_share_a_cooldown_within_a_second(real_redis) -> None:
+async def test_background_loops_share_a_cooldown_within_a_second(kit) -> None:
     started: list[Replica] = []
     for _ in range(2):
-        registry = Registry(backends(), thresholds=Thresholds())
+        registry = Registry(backends(), thresholds=Thresholds(), clock=kit.clock)
         stats = Stats(str)
-        shared = create_shared_state(
-            state_config(real_redis.url), registry, stats, clock=time.monotonic
-        )
+        shared = kit.shared(state_config(), registry, stats)
         await shared.start()
         started.append(Replica(registry, stats, shared))
     a, b = started

@@ -1,24 +1,19 @@
-"""The Redis side of shared state against a real redis-server: the scripts and the bounds."""
+"""The store behind shared state, the same behaviour on both: the in-memory store on a fake clock
+and the Redis scripts on a real redis-server (``kit``); then the Redis client's own bounds."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 
-from nexus.state.store import LeaseOps, RedisStore, StoreUnavailable, TickRequest
+from nexus.errors import StoreUnavailable
+from nexus.state.store import LeaseOps, RedisStore, TickRequest
 from tests.state.redis_server import RedisServer
-
-
-@pytest.fixture
-async def store(real_redis: RedisServer) -> AsyncIterator[RedisStore]:
-    store = RedisStore(real_redis.url, "t:", socket_timeout=1.0)
-    yield store
-    await store.aclose()
+from tests.state.stores import StoreKit
 
 
 def request(replica: str = "a", **changes: object) -> TickRequest:
@@ -34,23 +29,32 @@ def request(replica: str = "a", **changes: object) -> TickRequest:
     return TickRequest(**values)  # type: ignore[arg-type]
 
 
-async def test_health_records_are_published_and_read_back(store: RedisStore) -> None:
-    record = orjson.dumps({"id": "a:1", "status": "unhealthy", "error": "refused", "by": "a"})
-    await store.tick(request(health=[("gpu", record.decode())]), timeout=1)
+def record(status: str, event: str = "a:1") -> str:
+    return orjson.dumps({"id": event, "status": status, "error": None, "by": "a"}).decode()
+
+
+async def test_health_records_are_published_and_read_back(kit: StoreKit) -> None:
+    store = kit.store()
+    await store.tick(request(health=[("gpu", record("unhealthy"))]), timeout=1)
     reply = await store.tick(request("b"), timeout=1)
     assert orjson.loads(reply.health["gpu"])["status"] == "unhealthy"
+    await store.tick(request("b", health=[("gpu", record("healthy", "b:1"))]), timeout=1)
+    reply = await store.tick(request(), timeout=1)
+    assert orjson.loads(reply.health["gpu"])["status"] == "healthy", "the last change wins"
 
 
-async def test_cooldowns_keep_the_longest_and_expire(store: RedisStore) -> None:
+async def test_cooldowns_keep_the_longest_and_expire(kit: StoreKit) -> None:
+    store = kit.store()
     await store.tick(request(cooldowns=[("gpu", 3000)]), timeout=1)
     reply = await store.tick(request("b", cooldowns=[("gpu", 1000), ("cpu", 150)]), timeout=1)
     assert 2.5 < reply.cooldowns["gpu"] <= 3.0, "a shorter cooldown does not shorten it"
     assert 0 < reply.cooldowns["cpu"] <= 0.15
-    await asyncio.sleep(0.2)
+    await kit.advance(0.2)
     assert "cpu" not in (await store.tick(request("b"), timeout=1)).cooldowns
 
 
-async def test_lease_counts_exclude_the_asking_replica(store: RedisStore) -> None:
+async def test_lease_counts_exclude_the_asking_replica(kit: StoreKit) -> None:
+    store = kit.store()
     await store.tick(request(leases=[LeaseOps("gpu", add=["a:1", "a:2"])]), timeout=1)
     await store.tick(request("b", leases=[LeaseOps("gpu", add=["b:1"])]), timeout=1)
     assert (await store.tick(request("a"), timeout=1)).others == {"gpu": 1}
@@ -59,15 +63,34 @@ async def test_lease_counts_exclude_the_asking_replica(store: RedisStore) -> Non
     assert (await store.tick(request("b"), timeout=1)).others == {"gpu": 1}
 
 
-async def test_leases_expire_unless_refreshed(store: RedisStore) -> None:
-    short = request(lease_ttl_ms=300, leases=[LeaseOps("gpu", add=["a:1"])])
+async def test_leases_expire_unless_refreshed(kit: StoreKit) -> None:
+    store = kit.store()
+    short = request(lease_ttl_ms=300, leases=[LeaseOps("gpu", add=["a:1", "a:2"])])
     await store.tick(short, timeout=1)
-    assert (await store.tick(request("b"), timeout=1)).others == {"gpu": 1}
-    await asyncio.sleep(0.4)
+    assert (await store.tick(request("b"), timeout=1)).others == {"gpu": 2}
+    await kit.advance(0.2)
+    refresh = request(lease_ttl_ms=300, leases=[LeaseOps("gpu", add=["a:2"])])
+    await store.tick(refresh, timeout=1)
+    await kit.advance(0.2)
+    assert (await store.tick(request("b"), timeout=1)).others == {"gpu": 1}, "a:2 was refreshed"
+    await kit.advance(0.2)
     assert (await store.tick(request("b"), timeout=1)).others == {"gpu": 0}
 
 
-async def test_admission_is_atomic_and_bounded_by_the_limit(store: RedisStore) -> None:
+async def test_a_lease_set_lives_twice_the_ttl_of_its_last_writer(kit: StoreKit) -> None:
+    """The scripts' ``PEXPIRE``: replicas with different ``lease_ttl_seconds`` cut each other's
+    leases short (one TTL for the whole cluster is assumed)."""
+    store = kit.store()
+    long = request(lease_ttl_ms=10_000, leases=[LeaseOps("gpu", add=["a:1"])])
+    await store.tick(long, timeout=1)
+    assert (await store.tick(request("b", lease_ttl_ms=100), timeout=1)).others == {"gpu": 1}
+    await kit.advance(0.25)
+    assert (await store.tick(request("b", lease_ttl_ms=100), timeout=1)).others == {"gpu": 0}
+
+
+async def test_admission_is_atomic_and_bounded_by_the_limit(kit: StoreKit) -> None:
+    store = kit.store()
+
     async def admit(lease: str) -> bool:
         admitted, _ = await store.admit(
             "gpu", lease, limit=2, ttl_ms=5000, prefix=lease.split(":")[0] + ":", timeout=1
@@ -82,19 +105,54 @@ async def test_admission_is_atomic_and_bounded_by_the_limit(store: RedisStore) -
     assert (refused, others) == (False, 2)
     winner = next(f"r{i}:1" for i, admitted in enumerate(results) if admitted)
     assert await admit(winner), "admitting a lease already in is harmless"
+    replica = winner.split(":")[0]
+    refused, others = await store.admit(
+        "gpu", f"{replica}:2", limit=2, ttl_ms=5000, prefix=f"{replica}:", timeout=1
+    )
+    assert (refused, others) == (False, 1), "a refusal counts the other replicas' leases only"
 
 
-async def test_counters_add_up_and_publishing_again_is_harmless(store: RedisStore) -> None:
+async def test_admitted_leases_are_counted_by_syncs_and_freed_by_removal(kit: StoreKit) -> None:
+    store = kit.store()
+    assert await store.admit("gpu", "a:1", limit=1, ttl_ms=5000, prefix="a:", timeout=1) == (
+        True,
+        0,
+    )
+    assert (await store.tick(request("b"), timeout=1)).others == {"gpu": 1}
+    assert await store.admit("gpu", "b:1", limit=1, ttl_ms=5000, prefix="b:", timeout=1) == (
+        False,
+        1,
+    )
+    await store.remove_leases({"gpu": ["a:1"], "cpu": []}, timeout=1)
+    assert await store.admit("gpu", "b:1", limit=1, ttl_ms=5000, prefix="b:", timeout=1) == (
+        True,
+        0,
+    )
+
+
+async def test_expired_leases_free_their_place_for_admission(kit: StoreKit) -> None:
+    store = kit.store()
+    assert (await store.admit("gpu", "a:1", limit=1, ttl_ms=300, prefix="a:", timeout=1))[0]
+    assert not (await store.admit("gpu", "b:1", limit=1, ttl_ms=300, prefix="b:", timeout=1))[0]
+    await kit.advance(0.4)
+    assert (await store.admit("gpu", "b:1", limit=1, ttl_ms=300, prefix="b:", timeout=1))[0]
+
+
+async def test_counters_add_up_and_publishing_again_is_harmless(kit: StoreKit) -> None:
+    store = kit.store()
     await store.tick(request(stats={"class\t2xx": 3}), timeout=1)
     await store.tick(request(stats={"class\t2xx": 3}), timeout=1)
     reply = await store.tick(request("b", stats={"class\t2xx": 2, "streams": 1}), timeout=1)
     assert reply.stats == {"class\t2xx": 5, "streams": 1}
+    reply = await store.tick(request(stats={"class\t2xx": 1}), timeout=1)
+    assert reply.stats == {"class\t2xx": 5, "streams": 1}, "a lower total subtracts nothing"
 
 
-async def test_lost_data_is_published_again(store: RedisStore, real_redis: RedisServer) -> None:
+async def test_lost_data_is_published_again(kit: StoreKit) -> None:
+    store = kit.store()
     await store.tick(request(stats={"class\t2xx": 3}), timeout=1)
-    real_redis.kill()
-    real_redis.start()  # the pooled connection died with the old server: retried on a new one
+    kit.kill()
+    kit.start()  # a pooled Redis connection died with the old server: retried on a new one
     reply = await store.tick(request(stats={"class\t2xx": 4}), timeout=1)
     assert reply.stats == {"class\t2xx": 4}
 

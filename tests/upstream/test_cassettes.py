@@ -103,8 +103,11 @@ async def test_rate_limited() -> None:
 
 
 async def test_anthropic_error_event_midway() -> None:
+    """An ``overloaded_error`` event in the stream: a server error (the exact class, not a
+    cooldown, auth or timeout), read from the provider's answer (a crash inside the translation
+    is a plain UpstreamError too, but without the backend's status)."""
     result = await replay("anthropic/midstream_error")
-    assert isinstance(result, UpstreamError) and result.retryable
+    assert type(result) is UpstreamError and result.upstream_status == 500
 
 
 async def test_openai_json_is_relayed_byte_for_byte() -> None:

@@ -262,7 +262,7 @@ async def test_rate_limit_carries_retry_after(fake_anthropic) -> None:
     fake_anthropic.rate_limit(retry_after=7)
     with pytest.raises(UpstreamRateLimited) as caught:
         await call(view("anthropic", fake_anthropic.url), fake_anthropic.api_key, chat(CLAUDE))
-    assert caught.value.retry_after == 7 and caught.value.status == 429
+    assert caught.value.retry_after == 7
     assert json.loads(caught.value.body or b"")["error"]["code"] == "rate_limit_exceeded"
     assert len(fake_anthropic.requests_to(MESSAGES_PATH)) == 1, "LiteLLM did not retry"
 
@@ -288,19 +288,24 @@ async def test_missing_key_is_an_auth_error_without_a_call(fake_anthropic, monke
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_overloaded_and_server_errors_are_retryable(fake_anthropic, fake_gemini, stream):
-    fake_anthropic.overloaded(times=1)
-    fake_gemini.overloaded(times=1)
-    for backend, key, model in (
-        (view("anthropic", fake_anthropic.url), fake_anthropic.api_key, CLAUDE),
-        (view("google", fake_gemini.url), fake_gemini.api_key, GEMINI),
+async def test_overloaded_backends_fail_over_as_server_errors(fake_anthropic, fake_gemini, stream):
+    """Raised, not answered: the proxy tries the next candidate. The exact class makes it a
+    server error for health (not a cooldown, auth or timeout), and the backend's own status
+    shows it came from the provider's answer, not from a crash inside the translation (also a
+    plain UpstreamError, without one)."""
+    fake_anthropic.overloaded(times=1)  # 529
+    fake_gemini.overloaded(times=1)  # 503
+    for fake, backend, model in (
+        (fake_anthropic, view("anthropic", fake_anthropic.url), CLAUDE),
+        (fake_gemini, view("google", fake_gemini.url), GEMINI),
     ):
         with pytest.raises(UpstreamError) as caught:
-            await call(backend, key, chat(model, stream=stream))
-        assert type(caught.value) is UpstreamError and caught.value.retryable
-        assert caught.value.status >= 500
+            await call(backend, fake.api_key, chat(model, stream=stream))
+        assert type(caught.value) is UpstreamError
+        assert caught.value.upstream_status == 500, "LiteLLM reports 529 and 503 as 500"
         error = json.loads(caught.value.body or b"")["error"]
         assert set(error) == {"message", "type", "param", "code"}
+        assert len(fake.requests) == 1, "LiteLLM did not retry: failing over is Nexus's job"
 
 
 @pytest.mark.parametrize("stream", [False, True])
