@@ -1,4 +1,4 @@
-"""The ``X-Nexus-*`` response headers (contract section 4), built from one value object.
+"""The ``X-Nexus-*`` response headers (README, "HTTP API"), built from one value object.
 
 Every response of ``/v1/chat/completions`` and ``/v1/embeddings`` carries them, success or error,
 JSON or SSE. Values are made header-safe: printable ASCII passes as is, anything else is

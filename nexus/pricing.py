@@ -12,7 +12,7 @@ Three sources, the first that knows a model wins:
 Names are looked up as the provider's map keys them: ``gemini/<model>`` for Gemini,
 ``<model>`` for OpenAI and Anthropic; a ``provider/`` prefix the client sent is ignored.
 
-Cost rules (contract section 4) are the pure functions at the end: a JSON answer is priced from
+Cost rules (README, "HTTP API") are the pure functions at the end: a JSON answer is priced from
 its ``usage``; a stream, before it starts, from the exact input token count plus the output
 bound (the request's ``max_tokens``, else the model's output limit) at the output rate. Unknown
 tokens or prices give None (the header is omitted, never a made-up ``0.0000``).

@@ -14,7 +14,7 @@ router = APIRouter(tags=["admin"])
 
 
 def backend_json(backend: BackendView) -> dict[str, Any]:
-    """One backend as the admin API shows it (contract section 3)."""
+    """One backend as the admin API shows it (README, "HTTP API")."""
     return {
         "name": backend.name,
         "type": backend.kind.name,

@@ -78,21 +78,23 @@ class Attempts:
         self._admission = admission
 
     async def run(self, plan: RoutePlan, call: Call) -> Answer | Exhausted:
-        """Serve ``call`` through the first candidate of ``plan`` that answers."""
+        """Serve ``call`` through the first candidate of ``plan`` that answers (a plan has at
+        least one candidate)."""
         failures: list[UpstreamError] = []
-        headers = _headers(plan, 0, 0, call.request_id)
+        headers = None
         for index, candidate in enumerate(plan.candidates[: plan.max_attempts]):
             headers = _headers(plan, index, len(failures), call.request_id)
             try:
-                answer = await self._attempt(candidate, call, headers)
+                return await self._attempt(candidate, call, headers, len(failures))
             except UpstreamError as exc:
                 failures.append(exc)
                 self._failed(candidate, exc, call.request_id)
-                continue
-            return replace(answer, failed_attempts=len(failures))
+        assert headers is not None
         return Exhausted(tuple(failures), headers)
 
-    async def _attempt(self, candidate: Candidate, call: Call, headers: NexusHeaders) -> Answer:
+    async def _attempt(
+        self, candidate: Candidate, call: Call, headers: NexusHeaders, failed: int
+    ) -> Answer:
         backend = candidate.backend
         started = self._clock()
         owned = self._registry.lease(backend.name)
@@ -107,7 +109,14 @@ class Attempts:
                     lease = None  # the stream owns it now
                     ttfb = self._succeeded(backend.name, started)
                     status, content_type = reply.status_code, stream.content_type
-                    return Answer(status, content_type, stream.headers, stream=stream, ttfb_s=ttfb)
+                    return Answer(
+                        status,
+                        content_type,
+                        stream.headers,
+                        stream=stream,
+                        failed_attempts=failed,
+                        ttfb_s=ttfb,
+                    )
                 try:
                     content = await reply.read()
                 finally:
@@ -125,6 +134,7 @@ class Attempts:
             reply.content_type or JSON,
             replace(headers, cost_usd=cost),
             body=content,
+            failed_attempts=failed,
             ttfb_s=ttfb,
             output_tokens=output_tokens,
         )

@@ -81,7 +81,7 @@ class Stats:
         return fields
 
     def body(self, snapshot: Snapshot, *, uptime_seconds: float) -> dict[str, Any]:
-        """The ``/v1/stats`` document (contract section 3), plus errors by status class, stream
+        """The ``/v1/stats`` document (README, "HTTP API"), plus errors by status class, stream
         counts and the answering process."""
         counts = self._counts()
         total = sum(counts.by_class.values())

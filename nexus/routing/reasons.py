@@ -33,7 +33,7 @@ AVAILABILITY_SKIPS = HEALTH_SKIPS | {SkipReason.AT_CAPACITY}
 
 
 class RouteReason(StrEnum):
-    """The ``X-Nexus-Route-Reason`` values (contract section 4)."""
+    """The ``X-Nexus-Route-Reason`` values (README, "HTTP API")."""
 
     CAPABILITY_MATCH = "capability-match"
     CAPACITY_OVERFLOW = "capacity-overflow"

@@ -1,4 +1,4 @@
-"""X-Nexus-Route-Reason, derived from the plan's structure (contract section 4)."""
+"""X-Nexus-Route-Reason, derived from the plan's structure (README, "HTTP API")."""
 
 from __future__ import annotations
 
