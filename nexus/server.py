@@ -21,6 +21,7 @@ from nexus.app import create_app
 from nexus.config import NexusConfig
 from nexus.gateway import Drain
 from nexus.observability.logs import configure_logging
+from nexus.supervisor import Supervisor
 
 #: How long in-flight requests may finish after SIGINT/SIGTERM.
 DRAIN_SECONDS = 10.0
@@ -70,9 +71,7 @@ def run(config: NexusConfig, *, drain_seconds: float = DRAIN_SECONDS) -> None:
     if warning:
         logger.warning(warning)
     if server.workers > 1:
-        from nexus.supervisor import Supervisor
-
-        code = Supervisor(config, drain_seconds).run()
+        code = Supervisor(config, drain_seconds, serve_socket).run()
         if code:
             raise SystemExit(code)
         return

@@ -2,8 +2,9 @@
 
 The parent binds the listening socket and starts N worker processes (``spawn``: each is a fresh
 interpreter, nothing of the parent's state is inherited but the socket and the configuration).
-Each worker runs the whole app (:func:`nexus.server.serve_socket`) on that socket; the kernel
-hands each new connection to one of them.
+Each worker runs the whole app on that socket (the ``serve`` function the server passes in:
+:func:`nexus.server.serve_socket`; it is pickled by reference); the kernel hands each new
+connection to one of them.
 
 Signals: the first SIGTERM/SIGINT to the parent is forwarded to every worker as SIGTERM (each
 drains, see :mod:`nexus.server`), a second one too (they stop at once); the parent exits 0 when
@@ -23,6 +24,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -35,12 +37,16 @@ RESTART_DELAY_SECONDS = 1.0
 #: How often a worker checks that its parent is still there.
 PARENT_CHECK_SECONDS = 0.5
 
+#: Serves the app on a listening socket until it has drained (``nexus.server.serve_socket``).
+Serve = Callable[[NexusConfig, socket.socket | None, float], None]
+
 
 class Supervisor:
     """Starts, watches and stops the worker processes of one gateway."""
 
-    def __init__(self, config: NexusConfig, drain_seconds: float) -> None:
+    def __init__(self, config: NexusConfig, drain_seconds: float, serve: Serve) -> None:
         self._config = config
+        self._serve = serve
         self._drain_seconds = drain_seconds
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[int, tuple[BaseProcess, float]] = {}
@@ -67,7 +73,7 @@ class Supervisor:
     def _start(self, index: int, sock: socket.socket) -> None:
         process = self._context.Process(
             target=worker_main,
-            args=(self._config, sock, index, self._drain_seconds),
+            args=(self._config, sock, index, self._drain_seconds, self._serve),
             name=f"nexus-worker-{index}",
         )
         process.start()
@@ -148,16 +154,17 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def worker_main(config: NexusConfig, sock: socket.socket, index: int, drain_seconds: float) -> None:
+def worker_main(
+    config: NexusConfig, sock: socket.socket, index: int, drain_seconds: float, serve: Serve
+) -> None:
     """One worker process: serve on ``sock`` until SIGTERM (from the parent) has drained."""
     from nexus.observability.logs import configure_logging
-    from nexus.server import serve_socket
 
     os.setpgid(0, 0)  # Ctrl-C in a terminal reaches the parent only, which forwards it once
     configure_logging(config.logging.level, config.logging.format)
     logger.configure(extra={"worker": index})
     _stop_when_orphaned(os.getppid())
-    serve_socket(config, sock, drain_seconds)
+    serve(config, sock, drain_seconds)
 
 
 def _stop_when_orphaned(parent: int) -> None:
