@@ -3,20 +3,20 @@
 The layers, lowest first (a layer may hold several packages; they must not import one another,
 so that no two packages form a cycle)::
 
-    foundation     nexus (the version), errors, headers       values every layer may use
-    config         config                                      the settings tree, backend kinds
-    prices         pricing, tokens                             offline prices and token counts
-    backends       backends                                    registry, snapshots, health transitions
-    probing        health, discovery                           probes, the health loop, mDNS
-    routing        routing                                     requirements, policy, the pure planner
-    upstream       upstream                                    the byte relay, LiteLLM translation
-    observability  observability                               request events, metrics, stats, logs
-    state          state                                       state shared between replicas
-    gateway        gateway                                     the request's way: plan, attempts, outcomes
-    web            dashboard, then api                         HTTP: dialects, routes, middlewares
-    app            app                                         create_app
-    process        supervisor, then server                     worker processes, uvicorn
-    cli            cli, then __main__                          the command line
+    foundation     nexus (the version), errors, headers values every layer may use
+    config         config                       the settings tree, backend kinds
+    prices         pricing, tokens              offline prices and token counts
+    backends       backends                     registry, snapshots, health transitions
+    probing        health, discovery            probes, the health loop, mDNS
+    routing        routing                      requirements, policy, the pure planner
+    upstream       upstream                     the byte relay, LiteLLM translation
+    observability  observability                request events, metrics, stats, logs
+    state          state                        state shared between replicas
+    gateway        gateway                      the request's way: plan, attempts, outcomes
+    web            dashboard, then api          HTTP: dialects, routes, middlewares
+    app            app                          create_app
+    process        supervisor, then server      worker processes, uvicorn
+    cli            cli, then __main__           the command line
 
 A module's imports anywhere in it count (inside functions and under ``TYPE_CHECKING`` too).
 """
