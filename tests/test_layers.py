@@ -3,7 +3,7 @@
 The layers, lowest first (a layer may hold several packages; they must not import one another,
 so that no two packages form a cycle)::
 
-    foundation     nexus (the version), errors, headers values every layer may use
+    foundation     nexus, errors, headers       the version, exceptions, response headers
     config         config                       the settings tree, backend kinds
     prices         pricing, tokens              offline prices and token counts
     backends       backends                     registry, snapshots, health transitions
