@@ -109,9 +109,6 @@ class Registry:
     def configs(self) -> list[BackendConfig]:
         return [record.config for record in self._records.values()]
 
-    def urls(self) -> set[str]:
-        return {record.config.url.rstrip("/") for record in self._records.values()}
-
     def __contains__(self, name: object) -> bool:
         return name in self._records
 

@@ -116,6 +116,3 @@ class Snapshot:
 
     backends: tuple[BackendView, ...]
     taken_at: float
-
-    def by_name(self, name: str) -> BackendView | None:
-        return next((backend for backend in self.backends if backend.name == name), None)

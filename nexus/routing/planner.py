@@ -151,9 +151,9 @@ def availability(backend: BackendView, now: float) -> SkipReason | None:
         if backend.status is Status.UNHEALTHY:
             return SkipReason.UNHEALTHY
         return SkipReason.HEALTH_UNKNOWN
-    if backend.cooldown_until is not None and now < backend.cooldown_until:
+    if backend.cooling_down(now):
         return SkipReason.COOLING_DOWN
-    if backend.max_concurrent is not None and backend.in_flight >= backend.max_concurrent:
+    if backend.at_capacity():
         return SkipReason.AT_CAPACITY
     return None
 

@@ -109,13 +109,6 @@ class RoutingPolicy:
         chain = self._aliases.get(name)
         return name if chain is None else chain[-1]
 
-    def alias_chain(self, name: str) -> tuple[str, ...]:
-        """``(name, hop1, ..., model)``; just ``(name,)`` when ``name`` is not an alias."""
-        return self._aliases.get(name, (name,))
-
-    def is_alias(self, name: str) -> bool:
-        return name in self._aliases
-
     def fallbacks_for(self, model: str) -> tuple[str, ...]:
         """The fallback models of ``model`` (resolved name), in the order they are tried."""
         return self._fallbacks.get(model, ())

@@ -23,13 +23,8 @@ class SkipReason(StrEnum):
     AT_CAPACITY = "at_capacity"  # in_flight >= max_concurrent
 
 
-CAPABILITY_SKIPS = frozenset(
-    {SkipReason.NO_VISION, SkipReason.NO_TOOLS, SkipReason.NO_JSON_MODE, SkipReason.CONTEXT_LENGTH}
-)
 #: Skips that make a more preferred backend's absence a failover.
 HEALTH_SKIPS = frozenset({SkipReason.UNHEALTHY, SkipReason.HEALTH_UNKNOWN, SkipReason.COOLING_DOWN})
-#: Skips that pass with time (the backend could serve the request otherwise).
-AVAILABILITY_SKIPS = HEALTH_SKIPS | {SkipReason.AT_CAPACITY}
 
 
 class RouteReason(StrEnum):

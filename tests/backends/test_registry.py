@@ -10,6 +10,7 @@ from nexus.backends.transitions import SUCCESS, Outcome, Thresholds
 from nexus.config.kinds import Zone
 from nexus.config.model import BackendConfig
 from nexus.errors import Failure
+from tests.backends.views import view
 
 
 class Clock:
@@ -48,7 +49,7 @@ def registry(clock: Clock) -> Registry:
 def test_snapshot_keeps_configuration_order_and_fields(registry: Registry) -> None:
     snapshot = registry.snapshot()
     assert [b.name for b in snapshot.backends] == ["gpu", "cpu"]
-    gpu = snapshot.by_name("gpu")
+    gpu = view(snapshot, "gpu")
     assert gpu is not None
     assert (gpu.tier, gpu.priority, gpu.zone, gpu.status) == (3, 5, Zone.RESTRICTED, Status.UNKNOWN)
     assert snapshot.taken_at == 100.0
@@ -56,7 +57,7 @@ def test_snapshot_keeps_configuration_order_and_fields(registry: Registry) -> No
 
 def test_probe_sets_status_models_latency_and_times(registry: Registry) -> None:
     registry.record_probe("gpu", healthy_probe("llama3", "qwen"), next_probe_at=130.0)
-    gpu = registry.snapshot().by_name("gpu")
+    gpu = view(registry.snapshot(), "gpu")
     assert gpu is not None
     assert gpu.status is Status.HEALTHY
     assert list(gpu.models) == ["llama3", "qwen"]
@@ -68,7 +69,7 @@ def test_failed_probe_keeps_previous_models(registry: Registry) -> None:
     registry.record_probe("gpu", healthy_probe("llama3"), next_probe_at=0)
     failed = ProbeResult.failed(Failure.REFUSED, "connection refused")
     registry.record_probe("gpu", failed, next_probe_at=0)
-    gpu = registry.snapshot().by_name("gpu")
+    gpu = view(registry.snapshot(), "gpu")
     assert gpu is not None
     assert gpu.status is Status.UNHEALTHY
     assert gpu.last_error == "connection refused"
@@ -78,7 +79,7 @@ def test_failed_probe_keeps_previous_models(registry: Registry) -> None:
 def test_latency_is_a_moving_average_of_probes_and_requests(registry: Registry) -> None:
     registry.record_probe("gpu", healthy_probe("m", latency=100.0), next_probe_at=0)
     registry.record_outcome("gpu", SUCCESS, latency_ms=200.0)
-    gpu = registry.snapshot().by_name("gpu")
+    gpu = view(registry.snapshot(), "gpu")
     assert gpu is not None and gpu.latency_ms == pytest.approx(120.0)
 
 
@@ -87,25 +88,25 @@ def test_passive_refusal_takes_a_backend_out_at_once(registry: Registry) -> None
     changed = registry.record_outcome("gpu", Outcome(Failure.REFUSED, "connection refused"))
     assert changed is Status.UNHEALTHY
     assert registry.record_outcome("gpu", Outcome(Failure.REFUSED, "again")) is None
-    gpu = registry.snapshot().by_name("gpu")
+    gpu = view(registry.snapshot(), "gpu")
     assert gpu is not None and gpu.status is Status.UNHEALTHY
 
 
 def test_rate_limit_cools_down(registry: Registry, clock: Clock) -> None:
     registry.record_probe("gpu", healthy_probe("m"), next_probe_at=0)
     registry.record_outcome("gpu", Outcome(Failure.RATE_LIMITED, "429", retry_after=3))
-    gpu = registry.snapshot().by_name("gpu")
+    gpu = view(registry.snapshot(), "gpu")
     assert gpu is not None
     assert gpu.cooling_down(clock.now + 2.9) and not gpu.cooling_down(clock.now + 3.0)
 
 
 def test_in_flight_counts_on_every_path(registry: Registry) -> None:
     with registry.in_flight("gpu"), registry.in_flight("gpu"):
-        gpu = registry.snapshot().by_name("gpu")
+        gpu = view(registry.snapshot(), "gpu")
         assert gpu is not None and gpu.in_flight == 2
     with pytest.raises(RuntimeError), registry.in_flight("gpu"):
         raise RuntimeError("upstream broke")
-    gpu = registry.snapshot().by_name("gpu")
+    gpu = view(registry.snapshot(), "gpu")
     assert gpu is not None and gpu.in_flight == 0
 
 
@@ -120,9 +121,9 @@ def test_add_and_remove_discovered(registry: Registry) -> None:
     registry.add(backend("studio"), discovered=True)
     names = [b.name for b in registry.snapshot().backends]
     assert names == ["gpu", "cpu", "studio"]
-    studio = registry.snapshot().by_name("studio")
+    studio = view(registry.snapshot(), "studio")
     assert studio is not None and studio.discovered
-    assert "http://127.0.0.1:1/studio" in registry.urls()
+    assert "http://127.0.0.1:1/studio" in {config.url for config in registry.configs()}
     registry.remove("studio")
     assert "studio" not in registry
     registry.record_probe("studio", healthy_probe("m"), next_probe_at=0)  # late probe: ignored
@@ -131,7 +132,7 @@ def test_add_and_remove_discovered(registry: Registry) -> None:
 
 def test_snapshot_models_cannot_be_mutated(registry: Registry) -> None:
     registry.record_probe("gpu", healthy_probe("m"), next_probe_at=0)
-    gpu = registry.snapshot().by_name("gpu")
+    gpu = view(registry.snapshot(), "gpu")
     assert gpu is not None
     with pytest.raises(TypeError):
         gpu.models["x"] = ModelInfo("x")  # type: ignore[index]
@@ -142,10 +143,10 @@ def test_a_lease_releases_once(registry: Registry) -> None:
     other = registry.lease("gpu")
     lease.release()
     lease.release()
-    gpu = registry.snapshot().by_name("gpu")
+    gpu = view(registry.snapshot(), "gpu")
     assert gpu is not None and gpu.in_flight == 1
     other.release()
-    gpu = registry.snapshot().by_name("gpu")
+    gpu = view(registry.snapshot(), "gpu")
     assert gpu is not None and gpu.in_flight == 0
 
 

@@ -11,6 +11,7 @@ from nexus.backends.transitions import Thresholds
 from nexus.config.model import BackendConfig
 from nexus.errors import Failure
 from nexus.health.checker import HealthChecker
+from tests.backends.views import view
 
 
 def backend(name: str) -> BackendConfig:
@@ -50,7 +51,7 @@ async def test_one_cycle_records_every_backend() -> None:
     registry, checker = make(fleet)
     await checker.run_cycle()
     assert statuses(registry) == {"a": Status.HEALTHY, "b": Status.UNHEALTHY}
-    a = registry.snapshot().by_name("a")
+    a = view(registry.snapshot(), "a")
     assert a is not None and list(a.models) == ["a-model"]
     assert a.next_probe_at is not None
 
@@ -84,7 +85,7 @@ async def test_disabled_checking_still_probes_once_at_start() -> None:
     await checker.stop()
     assert len(fleet.probed) == 1
     assert statuses(registry) == {"a": Status.HEALTHY, "b": Status.HEALTHY}
-    a = registry.snapshot().by_name("a")
+    a = view(registry.snapshot(), "a")
     assert a is not None and a.next_probe_at is None
 
 

@@ -8,6 +8,7 @@ from nexus.backends.state import ProbeResult, Status
 from nexus.backends.transitions import SUCCESS, Outcome, Thresholds
 from nexus.config.model import BackendConfig
 from nexus.errors import Failure
+from tests.backends.views import view as view_of
 
 
 class Clock:
@@ -71,7 +72,7 @@ def test_shared_changes_apply_without_telling_the_listener() -> None:
     reg.apply_shared_cooldown("gpu", 5)
     reg.apply_shared_cooldown("gpu", 1)  # shorter: ignored
     reg.set_shared_in_flight({"gpu": 3, "gone": 1})
-    view = reg.snapshot().by_name("gpu")
+    view = view_of(reg.snapshot(), "gpu")
     assert view is not None
     assert (view.status, view.last_error) == (Status.UNHEALTHY, "refused (replica r1)")
     assert view.cooldown_until == clock.now + 5

@@ -19,6 +19,7 @@ from nexus.errors import BackendAtCapacity, Failure
 from nexus.observability.events import Completed
 from nexus.observability.stats import Stats
 from nexus.state import SharedState
+from tests.backends.views import view as view_of
 from tests.state.stores import StoreKit
 
 
@@ -29,7 +30,7 @@ class Replica:
     shared: SharedState
 
     def view(self, name: str = "gpu"):
-        view = self.registry.snapshot().by_name(name)
+        view = view_of(self.registry.snapshot(), name)
         assert view is not None
         return view
 
