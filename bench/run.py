@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +38,8 @@ from bench.targets import Target, start_nexus, start_upstream
 RUN_BUDGET = 570.0
 PLANNER_RESERVE = 15.0
 HEADERS = (("authorization", f"Bearer {litellm_proxy.MASTER_KEY}"),)
+#: The target name of ``--baseline``: the same gateway from another checkout.
+BASELINE = "nexus-baseline"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-wrk", action="store_true", help="use the asyncio load client")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/<date>.json)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of Nexus (e.g. a git worktree of an older commit), measured as "
+        "the target nexus-baseline in the same interleaved rounds",
+    )
     return parser.parse_args(argv)
 
 
@@ -120,6 +129,10 @@ def start_gateways(
     nexus, nexus_port = start_nexus(workdir, port)
     stack.callback(nexus.stop)
     targets = [Target("direct", port, None, HEADERS), Target("nexus", nexus_port, nexus, HEADERS)]
+    if args.baseline is not None:
+        base, base_port = start_nexus(workdir, port, BASELINE, source=args.baseline.resolve())
+        stack.callback(base.stop)
+        targets.append(Target(BASELINE, base_port, base, HEADERS))
     if not (args.skip_litellm or args.quick):
         try:
             proc, lite_port = litellm_proxy.start(workdir, port)
@@ -224,7 +237,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     report["meta"]["noise"] = noise.finish()
     report["checks"] = checks(report)
+    if args.baseline is not None:
+        report["baseline"] = baseline_comparison(report, args.baseline)
     return report
+
+
+def baseline_comparison(report: dict[str, Any], source: Path) -> dict[str, Any]:
+    """This checkout against ``--baseline`` in the same run: added latency, c32 throughput and
+    CPU per request of each, and the ratios (this / baseline)."""
+
+    def commit(path: Path) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return done.stdout.strip() or "unknown"
+
+    figures = {
+        "added_p50_ms": lambda t: report["latency_c1"][t]["added_p50_ms"],
+        "added_p99_ms": lambda t: report["latency_c1"][t]["added_p99_ms"],
+        "c32_rps": lambda t: report["throughput"]["c32"][t]["rps"],
+        "cpu_ms_per_request_c32": lambda t: report["cpu_ms_per_request"][t]["json_c32"],
+    }
+    out: dict[str, Any] = {"commit": commit(Path.cwd()), "baseline_commit": commit(source)}
+    for name, read in figures.items():
+        try:
+            now, before = read("nexus"), read(BASELINE)
+        except (KeyError, TypeError):
+            out[name] = None
+            continue
+        ratio = round(now / before, 3) if before else None
+        out[name] = {"nexus": now, BASELINE: before, "ratio": ratio}
+    return out
 
 
 class Noise:
@@ -272,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_report(report)
+    if "baseline" in report:
+        print(f"this checkout against --baseline: {json.dumps(report['baseline'], indent=2)}")
     print(planner.table(report["planner"]))
     print(f"written: {out}")
     return 0

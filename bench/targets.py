@@ -82,16 +82,23 @@ def nexus_config(upstream_port: int, port: int, translated: bool = False) -> str
 
 
 def start_nexus(
-    workdir: Path, upstream_port: int, name: str = "nexus", translated: bool = False
+    workdir: Path,
+    upstream_port: int,
+    name: str = "nexus",
+    translated: bool = False,
+    source: Path | None = None,
 ) -> tuple[procs.Proc, int]:
     """Start ``nexus serve`` and wait for its first ``/health`` 200 (recorded as ``ready_after``);
-    ``notes["routable_after"]`` is when ``/health/ready`` said the backend was healthy."""
+    ``notes["routable_after"]`` is when ``/health/ready`` said the backend was healthy. With
+    ``source`` (another checkout), the package is imported from there (``PYTHONPATH``)."""
     port = procs.free_port()
     config = workdir / f"{name}.toml"
     config.write_text(nexus_config(upstream_port, port, translated))
     argv = [NEXUS, "serve", "--config", str(config), "--host", "127.0.0.1",
             "--port", str(port), "--no-discovery"]  # fmt: skip
-    env = {DUMMY_KEY_ENV: "dummy-key"} if translated else None
+    env = {DUMMY_KEY_ENV: "dummy-key"} if translated else {}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     proc = procs.start(name, argv, workdir / f"{name}.log", env)
     base = f"http://127.0.0.1:{port}"
     procs.wait_ready(proc, f"{base}/health", 30.0)
