@@ -1,7 +1,8 @@
 """The live state of every backend, and the immutable snapshot the planner routes over.
 
 The registry is the only mutable backend state in a process. Probes (:mod:`nexus.health.checker`)
-and the proxy (request outcomes, in-flight counts) write to it; everything else reads snapshots.
+and the gateway's attempts (request outcomes, in-flight counts) write to it; everything else
+reads snapshots.
 All methods are synchronous and called from the event loop thread, so no lock is needed.
 
 Shared state (:mod:`nexus.state`, several replicas) hooks in without any network wait here: a

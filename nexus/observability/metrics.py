@@ -3,7 +3,7 @@
 Every metric is defined here. Per-request metrics come from
 :class:`~nexus.observability.events.Completed` events (every response of the inference endpoints,
 errors and streams included); backend gauges are read from the registry snapshot at scrape time;
-the planner's decision time comes from :func:`nexus.api.route.plan_now`. Label values are bounded
+the planner's decision time comes from :meth:`nexus.gateway.Gateway.plan`. Label values are bounded
 (:mod:`nexus.observability.labels`): backend names, known models, status classes, route reasons.
 
 =======================================  =========  ============================================

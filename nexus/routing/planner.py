@@ -18,7 +18,7 @@ failing check is its skip reason:
 
 Constraints only tighten along a fallback chain: privacy is never crossed and the tier never
 drops through a fallback or a substitute. The backends kept in each stage are ordered by the
-strategy and concatenated (requested model first, then each fallback), so the proxy can fail
+strategy and concatenated (requested model first, then each fallback), so the attempts can fail
 over to a fallback model when every backend of the requested one fails.
 
 Flexible mode (chat requests only: an embeddings model cannot be swapped without changing the

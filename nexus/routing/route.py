@@ -1,6 +1,6 @@
 """What the planner returns: a :class:`RoutePlan` (ordered candidates, and why every backend was
 kept or skipped) or a :class:`Rejection` (404/503 with the actionable context). Immutable values;
-the same object drives the proxy's attempts, the ``X-Nexus-*`` headers, the 503 body,
+the same object drives the gateway's attempts, the ``X-Nexus-*`` headers, the 503 body,
 ``GET /v1/route`` and the logs.
 """
 
@@ -88,7 +88,7 @@ class RoutePlan:
     """The candidates to attempt, in order, and every stage that produced them.
 
     ``candidates`` is the full ordered list: the requested model's backends, then each fallback
-    model's, or a flexible substitute's; the proxy stops after ``max_attempts`` (1 +
+    model's, or a flexible substitute's; the attempts stop after ``max_attempts`` (1 +
     ``max_retries``). Every candidate is healthy, not cooling down and below capacity at ``now``.
     """
 

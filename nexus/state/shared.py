@@ -4,8 +4,8 @@ It is three things at once:
 
 - the registry's :class:`~nexus.backends.registry.StateListener`: local status changes,
   cooldowns and leases are only recorded (no I/O on the request path);
-- the proxy's :class:`~nexus.proxy.Admission`: an attempt on a backend with ``max_concurrent``
-  is admitted by one atomic script, waiting at most ``acquire_timeout_seconds``;
+- the gateway's :class:`~nexus.gateway.attempts.Admission`: an attempt on a backend with
+  ``max_concurrent`` is admitted by one atomic script, waiting at most ``acquire_timeout_seconds``;
 - a background loop that syncs every ``sync_interval_seconds`` (at once after a local status
   change or cooldown): it publishes what this replica saw, refreshes its leases, and applies what
   the others saw (status changes, cooldowns, in-flight counts, counters).
@@ -125,7 +125,7 @@ class SharedState:
         elif state is _Lease.SENT:
             self._gone.setdefault(name, set()).add(lease_id)
 
-    # -- the proxy's admission -----------------------------------------------------------------
+    # -- the gateway's admission ---------------------------------------------------------------
 
     async def admit(self, backend: BackendView, lease: Lease) -> None:
         """Admit ``lease`` on ``backend`` (which has ``max_concurrent``) across replicas, or raise

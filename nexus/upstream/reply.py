@@ -1,7 +1,7 @@
-"""What the proxy reads from any transport: one upstream answer, readable whole or as chunks.
+"""What an attempt reads from any transport: one upstream answer, readable whole or as chunks.
 
 Reading raises only :class:`~nexus.errors.UpstreamError` subclasses (transports translate their
-own exceptions at this border), so the proxy's failover logic knows one vocabulary.
+own exceptions at this border), so the failover logic knows one vocabulary.
 """
 
 from __future__ import annotations

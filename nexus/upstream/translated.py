@@ -24,7 +24,7 @@ UpstreamAuthError "API key rejected (ENV)", other 4xx an OpenAI-shaped answer wi
 (no failover), anything else (5xx; Anthropic's 529 arrives as 500) a retryable UpstreamError.
 
 A stream's first event is read before :func:`open_translated` returns, so errors before it are
-failovers; a failure later raises from :meth:`TranslatedStream.chunks` (the proxy ends the stream
+failovers; a failure later raises from :meth:`TranslatedStream.chunks` (the gateway ends the stream
 with an error event).
 """
 
