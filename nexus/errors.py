@@ -8,6 +8,7 @@ envelope.
     ├── InvalidRequest              the client's request cannot be served as sent; ``param``
     │   └── BodyTooLarge            the body is over ``[server] max_body_bytes``
     ├── StoreUnavailable            the shared state store (Redis) cannot be reached
+    ├── ProbeFailed                 a health probe failed; ``failure`` classifies it
     └── UpstreamError               a backend failed before the answer started: a failover
         ├── UpstreamUnreachable     connect refused / timed out: nothing reached it
         ├── UpstreamTimeout         no answer in time
@@ -80,6 +81,15 @@ class StoreUnavailable(NexusError):
     def __init__(self, message: str, *, timed_out: bool = False) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+
+
+class ProbeFailed(NexusError):
+    """A health probe failed; ``failure`` says how, ``error`` the reason recorded on the backend."""
+
+    def __init__(self, failure: Failure, error: str) -> None:
+        super().__init__(error)
+        self.failure = failure
+        self.error = error
 
 
 class UpstreamError(NexusError):

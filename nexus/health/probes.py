@@ -58,7 +58,7 @@ from nexus.backends.state import ModelInfo, ProbeResult
 from nexus.config.credentials import read_credential
 from nexus.config.kinds import ProbeStyle
 from nexus.config.model import BackendConfig
-from nexus.errors import Failure
+from nexus.errors import Failure, ProbeFailed
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: Most pages followed in one paginated listing (Anthropic, Gemini).
@@ -179,13 +179,6 @@ class _GoogleErrorBody(_Wire):
 W = TypeVar("W", bound=_Wire)
 
 
-class _ProbeFailure(Exception):
-    def __init__(self, failure: Failure, error: str) -> None:
-        super().__init__(error)
-        self.failure = failure
-        self.error = error
-
-
 @dataclass
 class _Call:
     """The HTTP side of one probe: where, with which headers, until when."""
@@ -207,7 +200,7 @@ class _Call:
         params: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> W:
-        """``method path``, parsed as ``shape``; non-2xx and bad bodies raise _ProbeFailure."""
+        """``method path``, parsed as ``shape``; non-2xx and bad bodies raise ProbeFailed."""
         started = time.perf_counter()
         url = self.base + path
         response = await self.client.request(
@@ -217,13 +210,13 @@ class _Call:
             self.latency_ms = (time.perf_counter() - started) * 1000
         line = f"{method} {path}"
         if not response.is_success:
-            raise _ProbeFailure(*_status_failure(response, line, self.backend))
+            raise ProbeFailed(*_status_failure(response, line, self.backend))
         try:
             return shape.model_validate_json(response.content)
         except ValidationError as exc:
             invalid = any(error["type"] == "json_invalid" for error in exc.errors())
             why = "invalid JSON" if invalid else "unexpected JSON shape"
-            raise _ProbeFailure(Failure.BAD_RESPONSE, f"{why} from {line}") from None
+            raise ProbeFailed(Failure.BAD_RESPONSE, f"{why} from {line}") from None
 
 
 def _status_failure(
@@ -376,7 +369,7 @@ async def _show_one(
     try:
         async with limit:
             show = await call.fetch("POST", "/api/show", _OllamaShow, body={"model": tag.name})
-    except (_ProbeFailure, httpx.RequestError):
+    except (ProbeFailed, httpx.RequestError):
         return  # not cached: the next probe asks again
     info = _from_show(tag.name, show)
     shown[tag.name] = info
@@ -477,7 +470,7 @@ async def probe(
     except (TimeoutError, httpx.TimeoutException):
         error = f"probe timed out after {timeout:g}s"
         return ProbeResult.failed(Failure.TIMEOUT, error, call.latency_ms)
-    except _ProbeFailure as exc:
+    except ProbeFailed as exc:
         return ProbeResult.failed(exc.failure, exc.error, call.latency_ms)
     except httpx.TransportError as exc:
         return ProbeResult.failed(Failure.REFUSED, _transport_cause(exc), call.latency_ms)
