@@ -238,19 +238,6 @@ class PriceTable:
         return price.max_output_tokens if price is not None else None
 
 
-def estimate(
-    model: str,
-    input_tokens: int | None,
-    output_tokens: int | None,
-    *,
-    provider: str | None = None,
-    table: PriceTable | None = None,
-) -> float | None:
-    """USD for ``input_tokens`` + ``output_tokens`` of ``model`` (``table`` defaults to the
-    bundled map plus Nexus's entries, without config overrides); None when unknown."""
-    return (table or PriceTable()).estimate(model, input_tokens, output_tokens, provider=provider)
-
-
 def usage_tokens(body: bytes) -> tuple[int, int] | None:
     """(input, output) tokens from the ``usage`` of an OpenAI-shaped JSON answer (chat or
     embeddings: output 0), or None when the body has no usable usage."""

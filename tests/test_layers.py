@@ -57,7 +57,7 @@ RANK = {name: index for index, layer in enumerate(LAYERS) for name in layer}
 
 
 def top_level(module: str) -> str:
-    """``nexus.routing.planner`` -> ``routing``; ``nexus`` -> ``__init__``."""
+    """``nexus.routing.planner`` -> ``routing``; ``nexus(.__init__)`` -> ``__init__``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
 
@@ -105,8 +105,9 @@ def violations(source: str, module: str, where: str) -> list[str]:
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    """``nexus/routing/planner.py`` -> ``nexus.routing.planner``; a package's ``__init__.py``
+    keeps its ``__init__`` so that its relative imports resolve against the package itself."""
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
 
 
 def test_every_import_goes_down_the_layers() -> None:
@@ -142,4 +143,14 @@ def test_the_checker_sees_a_sideways_import_and_allows_its_own_package() -> None
     assert violations(own, "nexus.routing.planner", "p.py") == []
     assert violations("from nexus import tokens\n", "nexus.pricing", "q.py") == [
         "q.py:1: pricing -> tokens: same layer, another package"
+    ]
+
+
+def test_the_checker_resolves_a_package_init_s_relative_imports_against_the_package() -> None:
+    source = "from . import planner\nfrom .policy import RoutingPolicy\nfrom .. import gateway\n"
+    assert violations(source, module_name(PACKAGE / "routing" / "__init__.py"), "r.py") == [
+        "r.py:3: routing -> gateway: imports a higher layer"
+    ]
+    assert violations("from . import tokens\n", module_name(PACKAGE / "__init__.py"), "n.py") == [
+        "n.py:1: __init__ -> tokens: imports a higher layer"
     ]

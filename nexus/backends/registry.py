@@ -14,8 +14,7 @@ saw. Without a listener (the memory backend) nothing else happens.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -218,15 +217,6 @@ class Registry:
             self._changed(record)
 
         return Lease(release, lease_id)
-
-    @contextmanager
-    def in_flight(self, name: str) -> Iterator[None]:
-        """Count one in-flight request on ``name`` for the duration of the block, on every path."""
-        lease = self.lease(name)
-        try:
-            yield
-        finally:
-            lease.release()
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -18,9 +18,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """The key held by ``env_var``: ``value`` when usable, else ``problem`` says why not."""
+    """An API key: ``value`` when usable, else ``problem`` says why not (naming the variable)."""
 
-    env_var: str
     value: SecretStr | None
     problem: str | None
 
@@ -34,10 +33,10 @@ def read_credential(env_var: str, environ: Mapping[str, str] | None = None) -> C
     """Read the key named by ``env_var`` from ``environ`` (default: the process environment)."""
     raw = (os.environ if environ is None else environ).get(env_var)
     if raw is None:
-        return Credential(env_var, None, f"environment variable {env_var} is not set")
+        return Credential(None, f"environment variable {env_var} is not set")
     if not raw.strip():
-        return Credential(env_var, None, f"environment variable {env_var} is empty")
-    return Credential(env_var, SecretStr(raw.strip()), None)
+        return Credential(None, f"environment variable {env_var} is empty")
+    return Credential(SecretStr(raw.strip()), None)
 
 
 def effective_config(

@@ -74,11 +74,6 @@ class MdnsDiscovery(ServiceListener):
         """True while the browser is active."""
         return self._browser is not None
 
-    @property
-    def backends(self) -> tuple[BackendConfig, ...]:
-        """The discovered backends currently reported as added."""
-        return tuple(self._found.values())
-
     async def start(self) -> None:
         """Open the multicast sockets and start browsing; returns at once, never waits for the
         network. When discovery is disabled it does nothing; when the sockets cannot be opened

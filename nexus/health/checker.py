@@ -40,7 +40,6 @@ class HealthChecker:
         self._enabled = enabled
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
-        self.cycles = 0
 
     async def probe(self, backends: Sequence[BackendConfig]) -> None:
         """Probe ``backends`` now and record each result."""
@@ -57,7 +56,6 @@ class HealthChecker:
 
     async def run_cycle(self) -> None:
         await self.probe(self._registry.configs())
-        self.cycles += 1
 
     async def _loop(self) -> None:
         while True:

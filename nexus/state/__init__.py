@@ -15,9 +15,8 @@ See :mod:`nexus.state.shared` for the timing and the fallback when Redis is slow
 :class:`MemoryStore` keeps the same state in one process, for tests (no server, a fake clock).
 """
 
-from nexus.errors import StoreUnavailable
 from nexus.state.memory import MemoryStore
 from nexus.state.shared import SharedState, create_shared_state
 from nexus.state.store import Store
 
-__all__ = ["MemoryStore", "SharedState", "Store", "StoreUnavailable", "create_shared_state"]
+__all__ = ["MemoryStore", "SharedState", "Store", "create_shared_state"]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from nexus.errors import UpstreamAuthError, UpstreamError, UpstreamRateLimited
-from nexus.pricing import estimate
+from nexus.pricing import PriceTable
 from tests.fakes import FakeAnthropic, FakeGemini
 from tests.upstream.cassette_scenarios import (
     BAD_KEY,
@@ -53,7 +53,7 @@ async def test_json(provider: str) -> None:
     usage = body["usage"]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     provider_id = "gemini" if provider == "google" else provider
-    cost = estimate(
+    cost = PriceTable().estimate(
         body["model"], usage["prompt_tokens"], usage["completion_tokens"], provider=provider_id
     )
     assert cost is None or cost > 0

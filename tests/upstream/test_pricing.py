@@ -10,7 +10,7 @@ import pytest
 
 from nexus import pricing
 from nexus.config.model import PriceConfig
-from nexus.pricing import NEXUS_MODELS, PriceTable, estimate, stream_bound, usage_tokens
+from nexus.pricing import NEXUS_MODELS, PriceTable, stream_bound, usage_tokens
 
 
 @pytest.mark.parametrize(
@@ -24,16 +24,18 @@ from nexus.pricing import NEXUS_MODELS, PriceTable, estimate, stream_bound, usag
     ],
 )
 def test_estimates_from_the_published_prices(model: str, provider: str, expected: float) -> None:
-    assert estimate(model, 1000, 500, provider=provider) == pytest.approx(expected)
-    assert estimate(f"{provider}/{model}", 1000, 500, provider=provider) == pytest.approx(expected)
+    assert PriceTable().estimate(model, 1000, 500, provider=provider) == pytest.approx(expected)
+    assert PriceTable().estimate(
+        f"{provider}/{model}", 1000, 500, provider=provider
+    ) == pytest.approx(expected)
 
 
 def test_unknown_model_or_tokens_give_none_never_zero() -> None:
-    assert estimate("my-finetune", 1000, 500, provider="openai") is None
-    assert estimate("gpt-4o", None, 500, provider="openai") is None
-    assert estimate("gpt-4o", 1000, None, provider="openai") is None
+    assert PriceTable().estimate("my-finetune", 1000, 500, provider="openai") is None
+    assert PriceTable().estimate("gpt-4o", None, 500, provider="openai") is None
+    assert PriceTable().estimate("gpt-4o", 1000, None, provider="openai") is None
     # a model of another provider is not priced by accident
-    assert estimate("gpt-4o", 1000, 500, provider="anthropic") is None
+    assert PriceTable().estimate("gpt-4o", 1000, 500, provider="anthropic") is None
 
 
 def test_config_overrides_win() -> None:
@@ -68,7 +70,7 @@ def test_nexus_entries_are_only_for_models_the_map_lacks() -> None:
 def test_the_map_is_read_without_importing_litellm() -> None:
     code = (
         "import sys, json; from nexus import pricing;"
-        "cost = pricing.estimate('gpt-4o', 1000, 500, provider='openai');"
+        "cost = pricing.PriceTable().estimate('gpt-4o', 1000, 500, provider='openai');"
         "print(json.dumps([cost, 'litellm' in sys.modules]))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
