@@ -11,7 +11,6 @@ from nexus.errors import (
     BodyTooLarge,
     InvalidRequest,
     UpstreamAuthError,
-    UpstreamRateLimited,
     UpstreamTimeout,
 )
 from nexus.gateway.attempts import Exhausted
@@ -53,7 +52,7 @@ def exhausted(
         return Failed(Problem.UPSTREAM_TIMEOUT, message, headers, failed_attempts=count)
     if last.body is not None and not isinstance(last, UpstreamAuthError):
         retry_after = None
-        if isinstance(last, UpstreamRateLimited) and last.retry_after is not None:
+        if last.retry_after is not None:  # the backend's own wait, passed on
             retry_after = math.ceil(last.retry_after)
         elif last.upstream_status == 503:  # every 503 says when to retry
             retry_after = math.ceil(health_interval)

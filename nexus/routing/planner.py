@@ -225,10 +225,15 @@ def _reject(
     substitute_tier: int | None,
 ) -> Rejection:
     requested = stages[0]
-    healthy = [b.name for b in fleet if b.status is _HEALTHY]
-    serving = [d.backend.name for d in requested.decisions if d.backend.status is _HEALTHY]
+    serving = [
+        d.backend.name
+        for d in requested.decisions
+        if d.backend.status is _HEALTHY and not d.backend.cooling_down(now)
+    ]
     eta = eta_seconds(stages, now)
     retry_after = eta if eta is not None else max(1, math.ceil(policy.health_interval_seconds))
+    if any(d.skip is SkipReason.AT_CAPACITY for stage in stages for d in stage.decisions):
+        retry_after = 1  # a slot frees when a running request ends, not at the next probe
     models: tuple[str, ...] = ()
     if known:
         message = explain.unavailable_message(requirements, stages, substitute_tier, now)
@@ -242,7 +247,7 @@ def _reject(
         message=message,
         required_tier=requested.min_tier if requested.min_tier is not None else substitute_tier,
         privacy_zone_required=_RESTRICTED if requested.privacy is _RESTRICTED else None,
-        available_backends=tuple(serving or healthy),
+        available_backends=tuple(serving),
         eta_seconds=eta,
         retry_after_seconds=retry_after,
         available_models=models,

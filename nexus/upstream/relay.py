@@ -167,10 +167,10 @@ async def _failure(
     status = response.status
     content_type = response.headers.get("Content-Type")
     error: type[UpstreamError] = UpstreamError
-    reason, retry_after = f"HTTP {status}", None
+    reason = f"HTTP {status}"
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     if status == 429:
         error, reason = UpstreamRateLimited, "rate limited (HTTP 429)"
-        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     elif status in (401, 403):
         error = UpstreamAuthError
         reason = "API key rejected" + (f" ({api_key_env})" if api_key_env else "")

@@ -131,6 +131,18 @@ async def test_500_with_no_retry_left_passes_the_upstream_error(start_fake) -> N
     assert response.headers["x-nexus-backend"] == "a"
 
 
+async def test_a_backends_own_503_passes_its_own_retry_after(start_fake) -> None:
+    # an overloaded backend asking for 1 s must not become a wait of the health interval (60 s
+    # here): the OpenAI SDKs obey Retry-After up to 60 s
+    overloaded, _ = pair(start_fake)
+    overloaded.server_error(503, retry_after=1)
+    async with gateway([vllm("a", overloaded.url, 1)]) as gw:
+        response = await gw.client.post(CHAT, json=chat_body())
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "server_error", "the backend's own body"
+
+
 async def test_429_with_no_retry_left_passes_status_and_retry_after(start_fake) -> None:
     limited, _ = pair(start_fake)
     limited.rate_limit(retry_after=7)

@@ -255,14 +255,20 @@ class OpenAICompatibleFake(FakeUpstream):
         self.respond(429, json_body=error, headers=headers, path=path, times=times)
 
     def server_error(
-        self, status: int = 500, *, path: str | None = CHAT_PATH, times: int | None = None
+        self,
+        status: int = 500,
+        *,
+        path: str | None = CHAT_PATH,
+        times: int | None = None,
+        retry_after: int | None = None,
     ) -> None:
-        """``status`` (500 by default) with OpenAI's server_error body."""
+        """``status`` (500 by default) with OpenAI's server_error body (and ``Retry-After``)."""
         error = openai_error(
             "The server had an error while processing your request. Sorry about that!",
             "server_error",
         )
-        self.respond(status, json_body=error, path=path, times=times)
+        headers = {} if retry_after is None else {"retry-after": str(retry_after)}
+        self.respond(status, json_body=error, headers=headers, path=path, times=times)
 
     def unauthorized(self, *, path: str | None = CHAT_PATH, times: int | None = None) -> None:
         """401 with OpenAI's invalid_api_key body, whatever the request carries."""

@@ -76,11 +76,27 @@ def test_capability_rejection_names_the_capability() -> None:
     assert "a (4096)" in long.message
 
 
-def test_available_backends_are_all_healthy_ones_when_none_serves_the_model() -> None:
+def test_available_backends_never_name_backends_that_do_not_serve_the_model() -> None:
     result = rejected(
         needs(), backend("a", status=Status.UNHEALTHY), backend("b", ["x"]), backend("c", ["y"])
     )
-    assert result.available_backends == ("b", "c")
+    assert result.available_backends == ()
+    assert result.context()["available_backends"] == []
+
+
+def test_available_backends_leave_out_a_backend_cooling_down() -> None:
+    result = rejected(
+        needs(tools=True),
+        backend("a", cooldown_until=NOW + 5),
+        backend("b", [info("m", tools=False)]),
+    )
+    assert result.available_backends == ("b",), "b serves m and is healthy; a waits out a 429"
+
+
+def test_every_candidate_at_capacity_says_retry_in_a_second() -> None:
+    # a slot frees when a running request ends, not at the next probe
+    result = rejected(needs(), backend("a", max_concurrent=2, in_flight=2))
+    assert result.retry_after_seconds == 1
 
 
 def test_eta_is_the_soonest_probe_or_cooldown_among_candidates() -> None:
