@@ -38,7 +38,9 @@ async def run_gateway(
     timeout = httpx.Timeout(
         config.server.request_timeout_seconds, connect=config.server.connect_timeout_seconds
     )
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+    # idle probe connections are dropped after 2 s, before the 5 s keep-alive of uvicorn-based
+    # backends can close one just as a probe reuses it
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=2.0)
     async with (
         httpx.AsyncClient(transport=gateway.transport, timeout=timeout, limits=limits) as client,
         relay_session(connect_timeout=config.server.connect_timeout_seconds) as session,

@@ -203,9 +203,19 @@ class _Call:
         """``method path``, parsed as ``shape``; non-2xx and bad bodies raise ProbeFailed."""
         started = time.perf_counter()
         url = self.base + path
-        response = await self.client.request(
-            method, url, headers=self.headers, params=params, json=body, timeout=self.timeout
+        send = functools.partial(
+            self.client.request,
+            method,
+            url,
+            headers=self.headers,
+            params=params,
+            json=body,
+            timeout=self.timeout,
         )
+        try:
+            response = await send()
+        except _REUSED_CONNECTION_LOST:  # the server closed a pooled connection as it was reused
+            response = await send()  # once more, on a fresh connection
         if self.latency_ms is None:
             self.latency_ms = (time.perf_counter() - started) * 1000
         line = f"{method} {path}"
@@ -217,6 +227,11 @@ class _Call:
             invalid = any(error["type"] == "json_invalid" for error in exc.errors())
             why = "invalid JSON" if invalid else "unexpected JSON shape"
             raise ProbeFailed(Failure.BAD_RESPONSE, f"{why} from {line}") from None
+
+
+#: Errors of a request sent on a pooled connection that the server closed meanwhile (its
+#: keep-alive ran out): nothing was answered, so the probe is sent once more.
+_REUSED_CONNECTION_LOST = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 def _status_failure(
@@ -472,8 +487,9 @@ async def probe(
         return ProbeResult.failed(Failure.TIMEOUT, error, call.latency_ms)
     except ProbeFailed as exc:
         return ProbeResult.failed(exc.failure, exc.error, call.latency_ms)
-    except httpx.TransportError as exc:
-        return ProbeResult.failed(Failure.REFUSED, _transport_cause(exc), call.latency_ms)
+    except httpx.TransportError as exc:  # only a new connection refused takes it out at once
+        failure = Failure.REFUSED if isinstance(exc, httpx.ConnectError) else Failure.SERVER_ERROR
+        return ProbeResult.failed(failure, _transport_cause(exc), call.latency_ms)
     except httpx.RequestError as exc:  # e.g. an undecodable body or too many redirects
         error = f"bad response ({type(exc).__name__})"
         return ProbeResult.failed(Failure.BAD_RESPONSE, error, call.latency_ms)
