@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from nexus import __version__
 from nexus.api import admin, dashboard, health, inference, metrics, models, route, stats
@@ -25,7 +26,7 @@ from nexus.api.openai_dialect import error_response
 from nexus.config import NexusConfig
 from nexus.errors import error_body
 from nexus.gateway import Drain, Failed, Gateway, Opener, Problem
-from nexus.headers import NexusHeaders, request_id
+from nexus.headers import HEADER_NAMES, NexusHeaders, request_id
 
 JSON = "application/json"
 
@@ -65,6 +66,15 @@ def create_app(
                 config.server.api_keys_env,
             )
         app.add_middleware(ClientAuthMiddleware, keys=keys)
+    if config.server.cors_origins:  # outside the key check: a preflight carries no key
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.server.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=list(HEADER_NAMES),
+            max_age=600,
+        )
     app.add_middleware(DrainMiddleware, drain=gateway.drain)  # outermost: counts everything
     return app
 

@@ -30,6 +30,19 @@ def request_id(client_value: str | None) -> str:
     return uuid.uuid4().hex
 
 
+#: Every response header Nexus sets on the inference endpoints (browsers may read them: CORS).
+HEADER_NAMES = (
+    "x-nexus-backend",
+    "x-nexus-backend-type",
+    "x-nexus-route-reason",
+    "x-nexus-privacy-zone",
+    "x-nexus-cost-estimated",
+    "x-nexus-fallback-model",
+    "x-request-id",
+    "retry-after",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class NexusHeaders:
     """What Nexus did for one request. ``backend`` None means no backend was chosen."""

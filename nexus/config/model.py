@@ -48,6 +48,10 @@ class ServerConfig(Section):
     workers: int = Field(
         1, ge=1, le=64, description="Processes serving the port (state per process unless shared)."
     )
+    cors_origins: tuple[Annotated[str, Field(pattern=r"^(\*|https?://[^/\s]+)$")], ...] = Field(
+        (),
+        description="Browser origins (scheme://host[:port], or *) that may call /v1 (CORS).",
+    )
 
 
 def _with_trailing_dot(value: Any) -> Any:
