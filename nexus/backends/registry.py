@@ -98,8 +98,12 @@ class Registry:
     # -- membership ----------------------------------------------------------------------------
 
     def add(self, backend: BackendConfig, *, discovered: bool = False) -> None:
-        """Register ``backend``, status unknown until its first probe; replaces a same-named one."""
-        self._records[backend.name] = _Record(backend, discovered)
+        """Register ``backend``, status unknown until its first probe; replaces a same-named one.
+        Its configured ``models`` are known from the start (capabilities unknown until a probe):
+        a request for one of them while the backend is down is a 503, never a 404."""
+        record = _Record(backend, discovered)
+        record.models = {model: ModelInfo(model) for model in backend.models or ()}
+        self._records[backend.name] = record
         self._changed()
 
     def remove(self, name: str) -> None:
