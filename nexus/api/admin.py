@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ def backend_json(backend: BackendView) -> dict[str, Any]:
         "priority": backend.priority,
         "status": backend.status.value,
         "models": list(backend.models),
+        "models_stale": backend.models_stale,
         "in_flight": backend.in_flight,
         "latency_ms": None if backend.latency_ms is None else round(backend.latency_ms, 1),
         "last_error": backend.last_error,
@@ -31,6 +33,15 @@ def backend_json(backend: BackendView) -> dict[str, Any]:
         "location": backend.kind.location.value,
         "max_concurrent": backend.max_concurrent,
         "discovered": backend.discovered,
+    }
+
+
+def failing_models(backend: BackendView, now: float) -> dict[str, dict[str, Any]]:
+    """The models passive health has taken out on ``backend``, with seconds left and the cause."""
+    return {
+        model: {"seconds_left": math.ceil(until - now), "last_error": error}
+        for model, (until, error) in backend.ejected_models.items()
+        if until > now
     }
 
 
@@ -42,5 +53,9 @@ def _iso(timestamp: float | None) -> str | None:
 
 @router.get("/v1/backends")
 async def list_backends(request: Request) -> dict[str, Any]:
-    snapshot = gateway_of(request).registry.snapshot()
-    return {"object": "list", "data": [backend_json(b) for b in snapshot.backends]}
+    gateway = gateway_of(request)
+    snapshot, now = gateway.registry.snapshot(), gateway.clock()
+    data = [
+        {**backend_json(b), "failing_models": failing_models(b, now)} for b in snapshot.backends
+    ]
+    return {"object": "list", "data": data}

@@ -18,8 +18,23 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from nexus.backends.state import BackendView, Health, ModelInfo, ProbeResult, Snapshot, Status
-from nexus.backends.transitions import SUCCESS, Outcome, Thresholds, advance
+from nexus.backends.state import (
+    MODEL_FAILURES,
+    BackendView,
+    Health,
+    ModelInfo,
+    ProbeResult,
+    Snapshot,
+    Status,
+)
+from nexus.backends.transitions import (
+    SUCCESS,
+    ModelHealth,
+    Outcome,
+    Thresholds,
+    advance,
+    advance_model,
+)
 from nexus.config.model import BackendConfig
 
 #: Weight of a new latency sample in the moving average.
@@ -32,6 +47,8 @@ class _Record:
     discovered: bool
     health: Health = field(default_factory=Health)
     models: dict[str, ModelInfo] = field(default_factory=dict)
+    models_stale: bool = False
+    model_health: dict[str, ModelHealth] = field(default_factory=dict)  # failing models only
     in_flight: int = 0
     shared_in_flight: int = 0  # other replicas' leases, as of the last sync
     latency_ms: float | None = None
@@ -130,6 +147,7 @@ class Registry:
         changed = self._advance(record, outcome)
         if result.models is not None:
             record.models = {model.id: model for model in result.models}
+        record.models_stale = not result.ok and bool(record.models)
         if result.ok and result.latency_ms is not None:
             record.observe_latency(result.latency_ms)
         record.last_check = self._wall_clock()
@@ -138,13 +156,27 @@ class Registry:
         return changed
 
     def record_outcome(
-        self, name: str, outcome: Outcome, latency_ms: float | None = None
+        self,
+        name: str,
+        outcome: Outcome,
+        latency_ms: float | None = None,
+        *,
+        model: str | None = None,
     ) -> Status | None:
-        """Passive health: a real request's result feeds the same transitions as a probe.
-        Returns the new status when it changed, else None."""
+        """Passive health: a real request's result feeds the same transitions as a probe, but a
+        failure of ``model`` in :data:`MODEL_FAILURES` counts against that model on this backend
+        only. Returns the backend's new status when it changed, else None."""
         record = self._records.get(name)
         if record is None:
             return None
+        if model is not None and outcome.failure in MODEL_FAILURES:
+            before = record.model_health.get(model, ModelHealth())
+            now = self._clock()
+            record.model_health[model] = advance_model(before, outcome, self._thresholds, now)
+            self._changed(record)
+            return None
+        if model is not None and outcome.ok:
+            record.model_health.pop(model, None)
         changed = self._advance(record, outcome)
         if outcome.ok and latency_ms is not None:
             record.observe_latency(latency_ms)
@@ -262,4 +294,10 @@ def _view(record: _Record) -> BackendView:
         cooldown_until=health.cooldown_until,
         api_key_env=config.api_key_env,
         discovered=record.discovered,
+        models_stale=record.models_stale,
+        ejected_models={
+            model: (entry.ejected_until, entry.last_error)
+            for model, entry in record.model_health.items()
+            if entry.ejected_until is not None
+        },
     )

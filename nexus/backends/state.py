@@ -38,6 +38,9 @@ class ModelInfo:
 
 #: Failures that take a backend out of rotation at once instead of after ``failure_threshold``.
 HARD_FAILURES = frozenset({Failure.REFUSED, Failure.AUTH})
+#: Request failures that count against the model on the backend, not the whole backend: the server
+#: answered (or took too long) for this model, which says nothing about its other models.
+MODEL_FAILURES = frozenset({Failure.SERVER_ERROR, Failure.BAD_RESPONSE, Failure.TIMEOUT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +94,14 @@ class BackendView:
     cooldown_until: float | None = None  # monotonic seconds
     api_key_env: str | None = None
     discovered: bool = False
+    models_stale: bool = False  # the last probe failed: ``models`` is the last list it found
+    #: Models ejected by passive health: id -> (monotonic end of the ejection, last error).
+    ejected_models: Mapping[str, tuple[float, str | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", _frozen_models(self.models))
+        if self.ejected_models:
+            object.__setattr__(self, "ejected_models", MappingProxyType(dict(self.ejected_models)))
 
     @property
     def is_cloud(self) -> bool:
@@ -105,6 +113,11 @@ class BackendView:
 
     def cooling_down(self, now: float) -> bool:
         return self.cooldown_until is not None and now < self.cooldown_until
+
+    def model_ejected(self, model: str, now: float) -> bool:
+        """Whether passive health has taken ``model`` out on this backend at ``now``."""
+        ejection = self.ejected_models.get(model)
+        return ejection is not None and now < ejection[0]
 
     def at_capacity(self) -> bool:
         return self.max_concurrent is not None and self.in_flight >= self.max_concurrent

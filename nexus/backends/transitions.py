@@ -6,6 +6,10 @@ health) go through the same transitions.
   failure (connection refused, credential rejected): a dead backend leaves rotation immediately.
 - Unhealthy becomes Healthy after ``recovery_threshold`` consecutive successes.
 - A 429 is not a health failure: it sets a cooldown until ``now + retry_after``.
+
+A request's 5xx, broken answer or timeout is about one model on the backend
+(:data:`~nexus.backends.state.MODEL_FAILURES`): :func:`advance_model` counts it for that model
+alone, which is out for ``model_ejection_seconds`` after ``failure_threshold`` consecutive ones.
 """
 
 from __future__ import annotations
@@ -25,6 +29,16 @@ MAX_COOLDOWN_SECONDS = 300.0
 class Thresholds:
     failure: int = 3
     recovery: int = 2
+    model_ejection_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHealth:
+    """Passive health of one model on one backend."""
+
+    consecutive_failures: int = 0
+    ejected_until: float | None = None  # monotonic seconds
+    last_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +83,14 @@ def advance(health: Health, outcome: Outcome, thresholds: Thresholds, now: float
         consecutive_successes=0,
         last_error=outcome.error,
     )
+
+
+def advance_model(
+    health: ModelHealth, outcome: Outcome, thresholds: Thresholds, now: float
+) -> ModelHealth:
+    """The model's health after a failed request at ``now`` (a success resets it: drop it)."""
+    failures = health.consecutive_failures + 1
+    ejected_until = health.ejected_until
+    if failures >= thresholds.failure:
+        ejected_until, failures = now + thresholds.model_ejection_seconds, 0
+    return ModelHealth(failures, ejected_until, outcome.error)

@@ -107,7 +107,7 @@ class Attempts:
                 if call.stream and reply.status_code < 300:
                     stream = await self._stream(candidate, call, reply, headers, owned, started)
                     lease = None  # the stream owns it now
-                    ttfb = self._succeeded(backend.name, started)
+                    ttfb = self._succeeded(candidate, started)
                     status, content_type = reply.status_code, stream.content_type
                     return Answer(
                         status,
@@ -127,7 +127,7 @@ class Attempts:
         finally:
             if lease is not None:
                 lease.release()
-        ttfb = self._succeeded(backend.name, started)
+        ttfb = self._succeeded(candidate, started)
         cost, output_tokens = self._body_cost(candidate, reply.status_code, content)
         return Answer(
             reply.status_code,
@@ -189,10 +189,12 @@ class Attempts:
             self._prices, candidate.model, provider, call.exact_input_tokens, call.max_tokens
         )
 
-    def _succeeded(self, name: str, started: float) -> float:
+    def _succeeded(self, candidate: Candidate, started: float) -> float:
         """Record a success; return its time to the first byte in seconds."""
         elapsed = self._clock() - started
-        self._registry.record_outcome(name, SUCCESS, latency_ms=elapsed * 1000)
+        self._registry.record_outcome(
+            candidate.backend.name, SUCCESS, latency_ms=elapsed * 1000, model=candidate.model
+        )
         return elapsed
 
     def _failed(self, candidate: Candidate, exc: UpstreamError, request_id: str) -> None:
@@ -202,7 +204,7 @@ class Attempts:
             return
         retry_after = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
         changed = self._registry.record_outcome(
-            name, Outcome(exc.failure, exc.message, retry_after)
+            name, Outcome(exc.failure, exc.message, retry_after), model=candidate.model
         )
         log = logger.bind(request_id=request_id, backend=name)
         log.warning("attempt on backend {} failed: {}", name, exc.message)

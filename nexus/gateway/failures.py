@@ -104,10 +104,14 @@ def _still_available(
         if view is None or view.name in available:
             continue
         if view.name not in failed:
-            if view.status is Status.HEALTHY and not view.cooling_down(now):
+            if (
+                view.status is Status.HEALTHY
+                and not view.cooling_down(now)
+                and not view.model_ejected(candidate.model, now)
+            ):
                 available.append(view.name)
             continue
-        ready = recovery_time(view, now)
+        ready = recovery_time(view, now, candidate.model)
         if ready is not None and (soonest is None or ready < soonest):
             soonest = ready
     eta = None if soonest is None else max(1, math.ceil(soonest - now))

@@ -16,6 +16,7 @@ from nexus.config.kinds import Transport
 from nexus.upstream.body import rewrite_model
 from nexus.upstream.relay import endpoint, open_relay, request_headers
 from nexus.upstream.reply import Reply
+from nexus.upstream.vectors import Base64Vectors
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ class UpstreamOpener:
                 timeout=timeout,
             )
         body = call.raw if model == call.model_sent else rewrite_model(call.raw, model)
-        return await open_relay(
+        reply = await open_relay(
             self._session,
             backend=backend.name,
             url=endpoint(backend.url, call.path),
@@ -78,3 +79,6 @@ class UpstreamOpener:
             read_timeout=timeout,
             api_key_env=backend.api_key_env,
         )
+        if call.path == "/embeddings" and call.body.get("encoding_format") == "base64":
+            return Base64Vectors(reply)  # Ollama answers floats whatever was asked
+        return reply

@@ -71,7 +71,9 @@ class Gateway:
         self.started_at = clock()
         self.registry = Registry(
             config.backends,
-            thresholds=Thresholds(checks.failure_threshold, checks.recovery_threshold),
+            thresholds=Thresholds(
+                checks.failure_threshold, checks.recovery_threshold, checks.interval_seconds
+            ),
             clock=clock,
         )
         self.policy = RoutingPolicy.from_config(config)

@@ -76,10 +76,14 @@ def skip_detail(
         return (
             f"context length {_window(backend, stage.model)} < {requirements.input_tokens} tokens"
         )
-    return availability_detail(backend, skip, now)
+    return availability_detail(backend, skip, now, stage.model)
 
 
-def availability_detail(backend: BackendView, skip: SkipReason, now: float) -> str:
+def availability_detail(backend: BackendView, skip: SkipReason, now: float, model: str) -> str:
+    if skip is SkipReason.MODEL_FAILING:
+        until, error = backend.ejected_models[model]
+        cause = f" (last: {error})" if error else ""
+        return f"failing for {model!r}{cause}, out for {math.ceil(until - now)} s more"
     if skip is SkipReason.UNHEALTHY:
         return "unhealthy" + (f": {backend.last_error}" if backend.last_error else "")
     if skip is SkipReason.HEALTH_UNKNOWN:
@@ -145,7 +149,9 @@ def _problem(skip: SkipReason, backends: list[BackendView], stage: Stage, now: f
     if skip is SkipReason.CONTEXT_LENGTH:
         windows = names([f"{b.name} ({_window(b, stage.model)})" for b in backends])
         return f"has too short a context for this request on {windows}"
-    details = [f"backend {b.name!r} is {availability_detail(b, skip, now)}" for b in backends]
+    details = [
+        f"backend {b.name!r} is {availability_detail(b, skip, now, stage.model)}" for b in backends
+    ]
     return "cannot be served now: " + names(details)
 
 

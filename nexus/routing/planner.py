@@ -14,7 +14,8 @@ failing check is its skip reason:
    stage's model; lower tiers are removed, in every mode;
 3. capabilities: vision, tools, JSON mode, and input tokens within the model's context length
    (an unknown context length passes);
-4. availability: healthy, not cooling down, below ``max_concurrent``.
+4. availability: healthy, not cooling down, below ``max_concurrent``, and the model not ejected
+   on that backend by passive health.
 
 Constraints only tighten along a fallback chain: privacy is never crossed and the tier never
 drops through a fallback or a substitute. The backends kept in each stage are ordered by the
@@ -142,7 +143,10 @@ def skip_reason(
         return SkipReason.NO_JSON_MODE
     if info.context_length is not None and requirements.input_tokens > info.context_length:
         return SkipReason.CONTEXT_LENGTH
-    return availability(backend, now)
+    skip = availability(backend, now)
+    if skip is None and backend.ejected_models and backend.model_ejected(info.id, now):
+        return SkipReason.MODEL_FAILING
+    return skip
 
 
 def availability(backend: BackendView, now: float) -> SkipReason | None:
@@ -228,7 +232,9 @@ def _reject(
     serving = [
         d.backend.name
         for d in requested.decisions
-        if d.backend.status is _HEALTHY and not d.backend.cooling_down(now)
+        if d.backend.status is _HEALTHY
+        and not d.backend.cooling_down(now)
+        and not d.backend.model_ejected(requested.model, now)
     ]
     eta = eta_seconds(stages, now)
     retry_after = eta if eta is not None else max(1, math.ceil(policy.health_interval_seconds))
@@ -263,16 +269,19 @@ def eta_seconds(stages: Sequence[Stage], now: float) -> int | None:
     for stage in stages:
         for decision in stage.decisions:
             if decision.skip in HEALTH_SKIPS:
-                ready = recovery_time(decision.backend, now)
+                ready = recovery_time(decision.backend, now, stage.model)
                 if ready is not None and (soonest is None or ready < soonest):
                     soonest = ready
     return None if soonest is None else max(1, math.ceil(soonest - now))
 
 
-def recovery_time(backend: BackendView, now: float) -> float | None:
-    """When ``backend`` could serve again: its next probe when it is not healthy, its cooldown
-    end when cooling down (the later of the two); None when no such time is known."""
+def recovery_time(backend: BackendView, now: float, model: str | None = None) -> float | None:
+    """When ``backend`` could serve (``model``) again: its next probe when it is not healthy, its
+    cooldown end when cooling down, the model's ejection end (the latest of them); None when no
+    such time is known."""
     times: list[float] = []
+    if model is not None and backend.model_ejected(model, now):
+        times.append(backend.ejected_models[model][0])
     if backend.status is not _HEALTHY:
         if backend.next_probe_at is None:
             return None

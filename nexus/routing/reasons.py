@@ -20,11 +20,19 @@ class SkipReason(StrEnum):
     UNHEALTHY = "unhealthy"
     HEALTH_UNKNOWN = "health_unknown"  # not probed successfully yet
     COOLING_DOWN = "cooling_down"  # after a 429, until its Retry-After
+    MODEL_FAILING = "model_failing"  # this model failed here repeatedly: out for a while
     AT_CAPACITY = "at_capacity"  # in_flight >= max_concurrent
 
 
 #: Skips that make a more preferred backend's absence a failover.
-HEALTH_SKIPS = frozenset({SkipReason.UNHEALTHY, SkipReason.HEALTH_UNKNOWN, SkipReason.COOLING_DOWN})
+HEALTH_SKIPS = frozenset(
+    {
+        SkipReason.UNHEALTHY,
+        SkipReason.HEALTH_UNKNOWN,
+        SkipReason.COOLING_DOWN,
+        SkipReason.MODEL_FAILING,
+    }
+)
 
 
 class RouteReason(StrEnum):

@@ -208,7 +208,7 @@ def embeddings_json(embeddings: Embeddings, *, base64_floats: bool) -> bytes:
         {
             "object": "embedding",
             "index": index,
-            "embedding": _b64(vector) if base64_floats else list(vector),
+            "embedding": base64_vector(vector) if base64_floats else list(vector),
         }
         for index, vector in enumerate(embeddings.vectors)
     ]
@@ -222,7 +222,8 @@ def embeddings_json(embeddings: Embeddings, *, base64_floats: bool) -> bytes:
     return orjson.dumps(body)
 
 
-def _b64(vector: Iterable[float]) -> str:
+def base64_vector(vector: Iterable[float]) -> str:
+    """OpenAI's ``encoding_format: "base64"``: little-endian float32, base64-encoded."""
     values = list(vector)
     return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
 

@@ -87,3 +87,23 @@ async def test_flexible_substitutes_an_equal_or_higher_tier_for_a_known_model_th
     assert flexible.headers["x-nexus-backend"] == "big", "never down to tier 1"
     assert flexible.headers["x-nexus-fallback-model"] == "model-big"
     assert flexible.headers["x-nexus-route-reason"] == "failover"
+
+
+async def test_a_discovered_model_of_a_backend_that_went_down_is_kept_stale_and_a_503(
+    start_fake,
+) -> None:
+    fake = start_fake(FakeOpenAI)
+    fake.set_models(FakeModel("listed-only"))  # not in the configuration: known by discovery
+    backend = {"name": "gpu", "type": "vllm", "url": fake.url}
+    async with gateway([backend]) as gw:
+        fake.stop()
+        checker = gw.app.gateway.checker
+        assert checker is not None
+        await checker.run_cycle()
+        response = await gw.client.post(CHAT, json=chat_body("listed-only"))
+        listing = (await gw.client.get("/v1/backends")).json()["data"][0]
+    assert listing["status"] == "unhealthy"
+    assert (listing["models"], listing["models_stale"]) == (["listed-only"], True)
+    assert response.status_code == 503, response.text
+    assert set(response.json()["context"]) == CONTEXT_KEYS
+    assert int(response.headers["retry-after"]) >= 1

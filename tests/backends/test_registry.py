@@ -160,3 +160,16 @@ def test_a_lease_rebuilds_only_that_backends_view(registry: Registry) -> None:
     assert registry.snapshot().backends[0].in_flight == 0
     registry.add(backend("studio"))
     assert [b.name for b in registry.snapshot().backends] == ["gpu", "cpu", "studio"]
+
+
+def test_a_failed_probe_keeps_the_last_models_marked_stale_until_a_probe_succeeds(
+    registry: Registry,
+) -> None:
+    registry.record_probe("gpu", healthy_probe("llama3"), next_probe_at=None)
+    assert not view(registry.snapshot(), "gpu").models_stale
+    registry.record_probe("gpu", ProbeResult.failed(Failure.REFUSED, "down"), next_probe_at=None)
+    stale = view(registry.snapshot(), "gpu")
+    assert (list(stale.models), stale.models_stale) == (["llama3"], True)
+    registry.record_probe("gpu", healthy_probe("qwen"), next_probe_at=None)
+    fresh = view(registry.snapshot(), "gpu")
+    assert (list(fresh.models), fresh.models_stale) == (["qwen"], False)

@@ -18,7 +18,8 @@ level, in the choice and in every SSE chunk), so any re-serialisation shows up i
   then ``data: [DONE]``. The deltas concatenate to the JSON answer's content. Pacing:
   ``first_chunk_delay`` after the headers, ``chunk_delay`` between events; both end early when the
   fake stops. ``fake.open_streams`` counts the SSE bodies being sent right now.
-- embeddings: ``embedding_dim`` floats per input from a hash of it (string, list of strings, token
+- embeddings (``honours_base64`` False: floats even to ``encoding_format: "base64"``):
+  ``embedding_dim`` floats per input from a hash of it (string, list of strings, token
   list or list of token lists); ``encoding_format: "base64"`` (the openai client's default) gives
   little-endian float32 in base64.
 - ``api_key`` set: every route needs ``Authorization: Bearer <api_key>`` (OpenAI's 401 otherwise).
@@ -195,6 +196,7 @@ class OpenAICompatibleFake(FakeUpstream):
     created = 1_717_171_717
     system_fingerprint: str | None = "fp_fake0001"
     embedding_dim = 8
+    honours_base64 = True  # False: floats whatever encoding_format says (as Ollama answers)
 
     def __init__(self, models: Iterable[FakeModel | str] = ()) -> None:
         super().__init__(models)
@@ -510,7 +512,7 @@ class OpenAICompatibleFake(FakeUpstream):
         items = _embedding_inputs(payload.get("input"))
         if items is None:
             return self.bad_request("'input' must be a string or an array", "input")
-        as_base64 = payload.get("encoding_format") == "base64"
+        as_base64 = self.honours_base64 and payload.get("encoding_format") == "base64"
         entries = []
         tokens = 0
         for index, item in enumerate(items):

@@ -27,6 +27,7 @@ class FakeOllama(OpenAICompatibleFake):
     architecture = "llama"
     show_capabilities = True
     system_fingerprint = "fp_ollama"
+    honours_base64 = False  # Ollama's /v1/embeddings answers floats to encoding_format "base64"
 
     def routes(self) -> list[BaseRoute]:
         return [
