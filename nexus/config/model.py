@@ -275,6 +275,17 @@ class StateConfig(Section):
         return self
 
 
+class SecurityConfig(Section):
+    """What the gateway host itself may do on a client's behalf."""
+
+    fetch_remote_images: bool = Field(
+        False,
+        description="Download a client's http(s) image_url for a provider that cannot take it "
+        "by URL. Off: such a request is a 400 asking for a data: URL. On: the gateway host "
+        "fetches URLs clients choose (LiteLLM refuses private and loopback addresses).",
+    )
+
+
 class NexusConfig(Section):
     """The whole configuration. ``NexusConfig()`` is the zero-config default."""
 
@@ -286,6 +297,9 @@ class NexusConfig(Section):
     routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Routing rules.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log output.")
     state: StateConfig = Field(default_factory=StateConfig, description="Shared state.")
+    security: SecurityConfig = Field(
+        default_factory=SecurityConfig, description="What the gateway host may fetch."
+    )
     pricing: dict[ModelName, PriceConfig] = Field(
         default_factory=dict, description="USD price overrides per model."
     )

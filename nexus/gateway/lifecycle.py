@@ -48,7 +48,12 @@ async def run_gateway(
         shared = await _start_shared_state(gateway)
         attempts = Attempts(
             gateway.registry,
-            gateway.opener or UpstreamOpener(session, gateway.environ),
+            gateway.opener
+            or UpstreamOpener(
+                session,
+                gateway.environ,
+                fetch_remote_images=gateway.config.security.fetch_remote_images,
+            ),
             gateway.prices,
             request_timeout=config.server.request_timeout_seconds,
             clock=gateway.clock,

@@ -46,10 +46,15 @@ class UpstreamOpener:
     """The real :class:`Opener`: the byte relay, or LiteLLM for translated providers."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, environ: Mapping[str, str] | None = None
+        self,
+        session: aiohttp.ClientSession,
+        environ: Mapping[str, str] | None = None,
+        *,
+        fetch_remote_images: bool = False,
     ) -> None:
         self._session = session
         self._environ = environ
+        self._fetch_remote_images = fetch_remote_images
 
     async def __call__(
         self, backend: BackendView, model: str, call: Call, *, timeout: float
@@ -68,6 +73,7 @@ class UpstreamOpener:
                 api_key=key,
                 stream=call.stream,
                 timeout=timeout,
+                fetch_remote_images=self._fetch_remote_images,
             )
         body = call.raw if model == call.model_sent else rewrite_model(call.raw, model)
         reply = await open_relay(

@@ -57,7 +57,9 @@ from nexus.errors import (
 )
 from nexus.pricing import NEXUS_MODELS, PriceTable
 from nexus.upstream import convert
+from nexus.upstream.advice import client_refusal
 from nexus.upstream.openai_wire import DONE, StreamState, completion_json, embeddings_json
+from nexus.upstream.prepare import json_mode, refuse_remote_images
 from nexus.upstream.providers import (
     Target,
     call_arguments,
@@ -248,11 +250,13 @@ async def open_translated(
     api_key: SecretStr | None,
     stream: bool,
     timeout: float,
+    fetch_remote_images: bool = False,
 ) -> Reply:
     """Send ``body`` (an OpenAI chat or embeddings request) to ``backend`` for ``model``
-    through LiteLLM and return the answer in OpenAI's format, or raise an UpstreamError."""
+    through LiteLLM and return the answer in OpenAI's format, or raise an UpstreamError.
+    A remote image the provider cannot take by URL is a 400 (see :mod:`.prepare`)."""
     where = target(backend.kind.name, backend.url, model)
-    errors = _Errors(backend.name, where.provider, backend.api_key_env, api_key)
+    errors = _Errors(backend.name, where.provider, backend.api_key_env, api_key, model)
     if api_key is None and backend.api_key_env is not None:
         raise UpstreamAuthError(f"API key missing ({backend.api_key_env})", backend=backend.name)
     litellm = await litellm_module()
@@ -268,9 +272,19 @@ async def open_translated(
     }
     if path == "/embeddings":
         return await _embed(litellm, where, body, common, errors)
+    refusal = refuse_remote_images(
+        body.get("messages"),
+        backend=backend.name,
+        provider=where.provider,
+        fetch_remote_images=fetch_remote_images,
+    )
+    if refusal is not None:
+        error = error_body(refusal.message, error_type="invalid_request_error", param=refusal.param)
+        return BodyReply(400, error)
     arguments, removed = call_arguments(
         body, litellm.constants.OPENAI_CHAT_COMPLETION_PARAMS, stream=stream
     )
+    arguments = json_mode(arguments, where.provider)
     if removed:
         logger.debug("not sent to backend {}: {}", backend.name, ", ".join(removed))
     arguments = with_max_tokens(arguments, _prices, where)
@@ -332,10 +346,16 @@ class _Errors:
     """Maps LiteLLM's exceptions for one backend, by type and status code."""
 
     def __init__(
-        self, backend: str, provider: str, key_env: str | None, api_key: SecretStr | None
+        self,
+        backend: str,
+        provider: str,
+        key_env: str | None,
+        api_key: SecretStr | None,
+        model: str = "",
     ) -> None:
         self.backend = backend
         self.provider = provider
+        self.model = model
         self.key_env = key_env
         self.secret = api_key.get_secret_value() if api_key is not None else None
 
@@ -391,12 +411,18 @@ class _Errors:
         """The provider's own explanation (LiteLLM's message, for the client to read; never
         used for decisions), with the key scrubbed out."""
         text = str(getattr(exc, "message", None) or exc)
-        text = text.split(": ", 1)[1] if text.startswith("litellm.") and ": " in text else text
         if self.secret:
             text = text.replace(self.secret, "***")
-        message = f"backend '{self.backend}' ({self.provider}) rejected the request: {text}"
+        refusal = client_refusal(
+            text, backend=self.backend, provider=self.provider, model=self.model
+        )
         code = "model_not_found" if status == 404 else None
-        return error_body(message[:2000], error_type="invalid_request_error", code=code)
+        return error_body(
+            refusal.message[:2000],
+            error_type="invalid_request_error",
+            code=code,
+            param=refusal.param,
+        )
 
 
 _CONNECT_CAUSES: tuple[type[BaseException], ...] = (

@@ -1,6 +1,8 @@
 """Does a client-supplied ``image_url`` make the gateway host fetch it? For translated
-providers (Anthropic, Gemini) LiteLLM downloads http(s) images and sends them inline. A fake on
-127.0.0.1 records any fetch (in-process app)."""
+providers (Anthropic, Gemini) LiteLLM would download http(s) images and send them inline; Nexus
+refuses such an image with a 400 before LiteLLM sees it, unless the operator sets
+``[security] fetch_remote_images`` (tests/api/test_translated_requests.py). A fake on 127.0.0.1
+records any fetch (in-process app)."""
 
 from __future__ import annotations
 
@@ -66,15 +68,6 @@ async def test_a_loopback_image_url_is_not_fetched(
     assert provider_calls == [], "refused before anything was sent to the provider"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nexus/upstream/translated.py hands image_url parts to LiteLLM, whose Anthropic and "
-    "Gemini transformations download http(s) image URLs on the gateway host "
-    "(litellm_core_utils/prompt_templates/image_handling.py, up to "
-    "MAX_IMAGE_URL_DOWNLOAD_SIZE_MB, 3 attempts) and send them inline; LiteLLM's SSRF guard "
-    "blocks loopback and private addresses, so only public URLs (simulated here by allowing "
-    "127.0.0.1 in litellm.user_url_allowed_hosts) are fetched",
-)
 @pytest.mark.parametrize("model", [CLAUDE, GEMINI])
 async def test_a_public_image_url_is_not_fetched_by_the_gateway(
     fake_anthropic: FakeAnthropic,
@@ -90,5 +83,7 @@ async def test_a_public_image_url_is_not_fetched_by_the_gateway(
     environ = {"A": fake_anthropic.api_key, "G": fake_gemini.api_key}
     async with gateway(backends(fake_anthropic, fake_gemini), environ=environ) as gw:
         response = await gw.client.post(CHAT, json=with_image(model, f"{image_host.url}/x.png"))
-    assert response.status_code == 200, response.text
     assert image_host.requests_to("/x.png") == [], "the gateway host fetched the client's URL"
+    # neither provider takes an http URL by reference: the client is asked for a data: URL
+    assert response.status_code == 400, response.text
+    assert "data:" in response.json()["error"]["message"]
