@@ -30,6 +30,15 @@ def key_path(*parts: str | int) -> str:
     return text
 
 
+def show_value(value: object) -> str:
+    """A bad value as a problem line shows it: a container by its type, a scalar by its repr
+    (cut at 60 characters)."""
+    if isinstance(value, dict | list | tuple):
+        return f"a {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def semantic_problems(config: NexusConfig) -> list[str]:
     """Every cross-field problem of ``config``, in file order; empty when it is consistent."""
     return [

@@ -11,12 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from nexus.config.checks import key_path
+from nexus.config.checks import key_path, show_value
 from nexus.config.model import NexusConfig
+from nexus.config.rust_keys import accept_rust_keys, accepted_under, warning
+from nexus.config.tree import inner_model, walk
 from nexus.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("nexus.toml")
@@ -70,7 +73,8 @@ def load_config(path: Path | None = None, *, cli: Mapping[str, Any] | None = Non
     values (None = not given). Raises :class:`ConfigError` with one line per problem.
     """
     file, explicit = config_path(path)
-    raw = _read_toml(file, explicit)
+    rust = accept_rust_keys(_read_toml(file, explicit))
+    raw = rust.document
     origins: dict[tuple[str | int, ...], str] = {}
     env = EnvOverrides()
     for name, section_key in OVERRIDABLE.items():
@@ -80,10 +84,16 @@ def load_config(path: Path | None = None, *, cli: Mapping[str, Any] | None = Non
     for name, value in (cli or {}).items():
         if value is not None:
             _set(raw, OVERRIDABLE[name], value, origins, "--" + name.replace("_", "-"))
+    problems = [f"{file}: {line}" for line in rust.problems]
     try:
-        return NexusConfig.model_validate(raw)
+        config = NexusConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc, str(file), origins)) from None
+        raise ConfigError([*problems, *_problems(exc, str(file), origins)]) from None
+    if problems:
+        raise ConfigError(problems)
+    for key in rust.keys:  # the same path as the CLI's other start-up warnings: the log
+        logger.warning("{}", f"{file}: {warning(key)}")
+    return config
 
 
 def _read_toml(file: Path, explicit: bool) -> dict[str, Any]:
@@ -131,59 +141,53 @@ def _message(error: Any) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, dict | list | tuple):
-        return f"a {type(value).__name__}"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _detail(error: Any, loc: tuple[str | int, ...]) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
-        allowed = ", ".join(_parent_model(loc[:-1]).model_fields)
-        return f"unknown key (allowed here: {allowed})"
+        fields = _parent_model(loc[:-1]).model_fields
+        names = [*fields, *(name for name in accepted_under(loc[:-1]) if name not in fields)]
+        return f"unknown key (allowed here: {', '.join(names)})"
+    if kind in ("list_type", "tuple_type") and isinstance(value, dict):
+        entry = _entry_model(loc)
+        if entry is not None:
+            return _table_for_array(loc, value, entry)
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return f"{_show(value)} is not allowed ({_range(_field_at(loc))})"
+        return f"{show_value(value)} is not allowed ({_range(_field_at(loc))})"
     if kind in ("literal_error", "enum"):
-        return f"{_show(value)} is not allowed ({ctx.get('expected', '')})"
+        return f"{show_value(value)} is not allowed ({ctx.get('expected', '')})"
     if kind == "string_pattern_mismatch":
-        return f"{_show(value)} is not allowed (must match {ctx.get('pattern')})"
+        return f"{show_value(value)} is not allowed (must match {ctx.get('pattern')})"
     if kind == "value_error":
         return _message(error)
     message = str(error["msg"])
-    return f"{_show(value)} is not allowed ({message[:1].lower()}{message[1:]})"
+    return f"{show_value(value)} is not allowed ({message[:1].lower()}{message[1:]})"
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
+def _entry_model(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model of each entry when ``loc`` is an array of tables, such as ``backends``."""
+    info = _field_at(loc)
+    return inner_model(info.annotation) if info else None
 
 
-def _walk(loc: tuple[str | int, ...]) -> tuple[type[BaseModel], FieldInfo | None]:
-    """The model that holds the last field of ``loc``, and that field's info."""
-    model: type[BaseModel] = NexusConfig
-    info: FieldInfo | None = None
-    for part in loc:
-        if isinstance(part, str) and part in model.model_fields:
-            info = model.model_fields[part]
-            model = _inner_model(info.annotation) or model
-    return model, info
+def _table_for_array(
+    loc: tuple[str | int, ...], value: dict[str, Any], entry: type[BaseModel]
+) -> str:
+    """``[routing.policies.default]`` where ``[[routing.policies]]`` is meant."""
+    path = key_path(*loc)
+    required = [name for name, info in entry.model_fields.items() if info.is_required()]
+    keys = f" with {', '.join(required)}" if required else ""
+    written = f"instead of [{key_path(*loc, next(iter(value)))}], " if value else ""
+    return f"a table is not allowed ({written}write each entry as its own [[{path}]] table{keys})"
 
 
 def _parent_model(loc: tuple[str | int, ...]) -> type[BaseModel]:
-    return _walk(loc)[0]
+    return walk(loc)[0]
 
 
 def _field_at(loc: tuple[str | int, ...]) -> FieldInfo | None:
-    return _walk(loc)[1]
+    return walk(loc)[1]
 
 
 def _range(info: FieldInfo | None) -> str:

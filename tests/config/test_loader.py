@@ -117,8 +117,8 @@ def test_unknown_key(write_config) -> None:
 
 
 def test_unknown_top_level_section(write_config) -> None:
-    [line] = problems(write_config("[queue]\nenabled = true\n"))
-    assert ": queue: unknown key (allowed here: server, discovery," in line
+    [line] = problems(write_config("[queues]\nenabled = true\n"))
+    assert ": queues: unknown key (allowed here: server, discovery," in line
 
 
 def test_duplicate_backend_name(write_config) -> None:
