@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import openai
 import pytest
 
 from tests.e2e.configs import EMBEDDINGS, Gateway, backend, gateway
+from tests.e2e.serving import free_port
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai import FakeOpenAI
@@ -30,12 +30,6 @@ HELLO: Any = [{"role": "user", "content": "hello"}]
 CONTEXT_KEYS = {"required_tier", "available_backends", "eta_seconds", "privacy_zone_required"}
 CLAUDE = "claude-3-5-sonnet-20241022"
 SECRET = "sk-wrong-secret-123"
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -65,7 +59,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         rejecting.api_key = "sk-the-right-one"
         ollama.set_models(FakeModel("nomic-embed-text"))
         claude.set_models(FakeModel(CLAUDE, vision=True, tools=True))
-        down = f"http://127.0.0.1:{closed_port()}"
+        down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
         backends = [
             backend("mid", down, tier=2, models=["model-mid"]),
             backend("top", down, tier=5, models=["model-top"]),

@@ -285,6 +285,9 @@ class FakeUpstream:
         sock.bind(("127.0.0.1", 0))
         return sock
 
+    #: Seconds an idle keep-alive connection stays open (uvicorn's own default is 5).
+    keep_alive_seconds = 30
+
     def start(self) -> Self:
         """Bind a free port on 127.0.0.1 and serve on a background thread; returns self."""
         self._socket = self._listen()
@@ -297,7 +300,7 @@ class FakeUpstream:
             loop="asyncio",
             http="h11",
             ws="none",
-            timeout_keep_alive=30,
+            timeout_keep_alive=self.keep_alive_seconds,
         )
         self._server = _QuickServer(config)
         started = threading.Event()
