@@ -23,6 +23,7 @@ from nexus.api.drain import DrainMiddleware
 from nexus.api.endpoints import BY_PATH
 from nexus.api.fastpath import InferenceFastPath
 from nexus.api.openai_dialect import error_response
+from nexus.api.openapi import openapi_document
 from nexus.config import NexusConfig
 from nexus.errors import error_body
 from nexus.gateway import Drain, Failed, Gateway, Opener, Problem
@@ -56,6 +57,7 @@ def create_app(
     )
     for module in (inference, models, route, admin, health, metrics, stats, dashboard):
         app.include_router(module.router)
+    app.openapi = openapi_document(app)  # type: ignore[method-assign]
     app.add_middleware(InferenceFastPath)  # innermost: drain and client keys still apply
     _install_error_handlers(app)
     if config.server.api_keys_env is not None:

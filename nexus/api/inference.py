@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from nexus.api.context import gateway_of
 from nexus.api.endpoints import INFERENCE, Endpoint
+from nexus.api.openapi import inference_route
 from nexus.errors import BodyTooLarge, InvalidRequest
 from nexus.gateway import Outcome
 from nexus.headers import request_id
@@ -46,7 +47,7 @@ def _route(endpoint: Endpoint) -> None:
         return await serve(request, endpoint)
 
     handler.__name__ = endpoint.upstream_path.strip("/").replace("/", "_")
-    router.add_api_route(endpoint.path, handler, methods=["POST"])
+    router.add_api_route(endpoint.path, handler, methods=["POST"], **inference_route(endpoint.kind))
 
 
 for _endpoint in INFERENCE:
