@@ -193,3 +193,15 @@ def test_a_remote_image_is_refused_not_fetched(fleet: Fleet) -> None:
             )
         assert image_host.requests == []
     assert "data:" in caught.value.response.json()["error"]["message"]
+
+
+# -- defect 11: the OpenAPI document -------------------------------------------------------------
+
+
+def test_the_served_openapi_document_describes_the_inference_bodies(fleet: Fleet) -> None:
+    document = httpx.get(f"{fleet.gw.url}/openapi.json", timeout=5).json()
+    chat = document["paths"]["/v1/chat/completions"]["post"]
+    schema = chat["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["model", "messages"]
+    assert {"400", "404", "503"} <= set(chat["responses"])
+    assert "422" not in document["paths"]["/v1/route"]["get"]["responses"]
