@@ -29,11 +29,16 @@ ConfigOption = Annotated[
 
 def load_or_exit(path: Path | None, **cli: object) -> NexusConfig:
     try:
-        return load_config(path, cli=cli)
+        return load_config(path, cli=cli, warn=warning)
     except ConfigError as exc:
         for line in exc.problems:
             err.print(f"[red]error:[/red] {escape(line)}")
         raise typer.Exit(2) from None
+
+
+def warning(line: str) -> None:
+    """One warning line on stderr, shaped like the error lines."""
+    err.print(f"[yellow]warning:[/yellow] {escape(line)}")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

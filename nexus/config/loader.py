@@ -7,7 +7,7 @@ or flag that set the value), the key path, the bad value and what is allowed.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,18 @@ def config_path(explicit: Path | None) -> tuple[Path, bool]:
     return DEFAULT_CONFIG_PATH, False
 
 
-def load_config(path: Path | None = None, *, cli: Mapping[str, Any] | None = None) -> NexusConfig:
+def load_config(
+    path: Path | None = None,
+    *,
+    cli: Mapping[str, Any] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> NexusConfig:
     """Load, merge and validate the configuration.
 
     ``path`` None means ``NEXUS_CONFIG`` or ``./nexus.toml``; a missing default file is zero-config,
     a missing file named explicitly is an error. ``cli`` maps names of :data:`OVERRIDABLE` to flag
-    values (None = not given). Raises :class:`ConfigError` with one line per problem.
+    values (None = not given). Raises :class:`ConfigError` with one line per problem. Each line
+    of a valid file that deserves a warning goes to ``warn`` (default: the log).
     """
     file, explicit = config_path(path)
     rust = accept_rust_keys(_read_toml(file, explicit))
@@ -91,9 +97,13 @@ def load_config(path: Path | None = None, *, cli: Mapping[str, Any] | None = Non
         raise ConfigError([*problems, *_problems(exc, str(file), origins)]) from None
     if problems:
         raise ConfigError(problems)
-    for key in rust.keys:  # the same path as the CLI's other start-up warnings: the log
-        logger.warning("{}", f"{file}: {warning(key)}")
+    for key in rust.keys:
+        (warn or _log_warning)(f"{file}: {warning(key)}")
     return config
+
+
+def _log_warning(line: str) -> None:
+    logger.warning("{}", line)
 
 
 def _read_toml(file: Path, explicit: bool) -> dict[str, Any]:

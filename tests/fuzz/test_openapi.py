@@ -148,8 +148,9 @@ async def test_the_document_is_served_as_built() -> None:
 @EXAMPLES
 def test_every_operation_conforms(case: Case, app: FastAPI) -> None:
     response = case.call(app=app)
-    gaps = []
-    if case.operation.path in INFERENCE:  # a valid body for a model no backend has is a 404
+    # a valid body for a model no backend has is a 404: positive data may be refused there
+    gaps: list[Any] | None = None
+    if case.operation.path in INFERENCE:
         gaps = [positive_data_acceptance]
     case.validate_response(response, excluded_checks=gaps, additional_checks=[envelope])
 
