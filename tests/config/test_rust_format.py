@@ -303,6 +303,7 @@ def test_config_check_prints_the_warnings_and_exits_0(tmp_path: Path) -> None:
     assert orjson.loads(result.stdout)["server"]["host"] == "127.0.0.1"
     warned = [line for line in result.stderr.splitlines() if NOT_IMPLEMENTED in line]
     assert len(warned) == len(UNIMPLEMENTED), result.stderr
+    assert all(line.startswith(f"warning: {path}: ") for line in warned), warned
     for key in UNIMPLEMENTED:
         assert sum(f"{path}: {key}: " in line for line in warned) == 1, key
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == []
