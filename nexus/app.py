@@ -30,6 +30,10 @@ from nexus.gateway import Drain, Failed, Gateway, Opener, Problem
 from nexus.headers import HEADER_NAMES, NexusHeaders, request_id
 
 JSON = "application/json"
+#: Named in the 404 of any other ``/v1`` path.
+SERVED = ", ".join(
+    [*(f"POST {endpoint.path}" for endpoint in BY_PATH.values()), "GET /v1/models[/{id}]"]
+)
 
 
 def create_app(
@@ -100,6 +104,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             response = BY_PATH[request.url.path].dialect.render(failed)
             response.headers.update(exc.headers or {})
             return response
+        if exc.status_code == 404 and request.url.path.startswith("/v1/"):
+            rid = request_id(request.headers.get("x-request-id"))
+            message = f"{request.url.path} is not an endpoint of Nexus; it serves {SERVED}"
+            return error_response(Failed(Problem.NOT_FOUND, message, NexusHeaders(rid)))
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         body = error_body(str(exc.detail), error_type=kind, code=str(exc.status_code))
         headers = dict(exc.headers or {})

@@ -23,6 +23,7 @@ class Endpoint:
 
 INFERENCE = (
     Endpoint("/v1/chat/completions", RequestKind.CHAT, "/chat/completions", OPENAI),
+    Endpoint("/v1/completions", RequestKind.COMPLETIONS, "/completions", OPENAI),
     Endpoint("/v1/embeddings", RequestKind.EMBEDDINGS, "/embeddings", OPENAI),
 )
 BY_PATH = {endpoint.path: endpoint for endpoint in INFERENCE}

@@ -1,6 +1,6 @@
-"""OpenAI's dialect (chat completions and embeddings): the request checks, the answer passed on
-byte for byte, errors in the ``{"error": {message, type, param, code}}`` envelope, and a stream
-that breaks after it started ended by one ``data: {"error": ...}`` event."""
+"""OpenAI's dialect (chat completions, legacy completions and embeddings): the request checks,
+the answer passed on byte for byte, errors in the ``{"error": {message, type, param, code}}``
+envelope, and a stream that breaks after it started ended by one ``data: {"error": ...}`` event."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ JSON = "application/json"
 
 
 class OpenAIDialect:
-    """Parser and renderer for ``/v1/chat/completions`` and ``/v1/embeddings``."""
+    """Parser and renderer for ``/v1/chat/completions``, ``/v1/completions`` and
+    ``/v1/embeddings``."""
 
     def parse(self, raw: bytes, kind: RequestKind) -> dict[str, Any]:
         try:
@@ -35,10 +36,13 @@ class OpenAIDialect:
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
                 raise InvalidRequest("'messages' must be a non-empty array", param="messages")
-            if "stream" in body and not isinstance(body["stream"], bool):
-                raise InvalidRequest("'stream' must be true or false", param="stream")
+        elif kind is RequestKind.COMPLETIONS:
+            if not isinstance(body.get("prompt"), str | list):
+                raise InvalidRequest("'prompt' must be a string or an array", param="prompt")
         elif not isinstance(body.get("input"), str | list):
             raise InvalidRequest("'input' must be a string or an array", param="input")
+        if "stream" in body and not isinstance(body["stream"], bool):
+            raise InvalidRequest("'stream' must be true or false", param="stream")
         return body
 
     def render(self, outcome: Outcome) -> Response:

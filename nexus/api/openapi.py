@@ -74,6 +74,19 @@ REQUEST_SCHEMAS: dict[RequestKind, dict[str, Any]] = {
         },
         "additionalProperties": True,
     },
+    RequestKind.COMPLETIONS: {
+        "title": "CompletionRequest",
+        "type": "object",
+        "required": ["model", "prompt"],
+        "properties": {
+            "model": {"type": "string", "minLength": 1},
+            "prompt": {"type": ["string", "array"]},
+            "suffix": {"type": ["string", "null"]},
+            "stream": {"type": "boolean"},
+            "max_tokens": _INTEGER_OR_NULL,
+        },
+        "additionalProperties": True,
+    },
     RequestKind.EMBEDDINGS: {
         "title": "EmbeddingsRequest",
         "type": "object",
@@ -104,7 +117,7 @@ def inference_route(kind: RequestKind) -> dict[str, Any]:
     }
     responses.update({status: _error(text) for status, text in _PASSED_ON.items()})
     content: dict[str, Any] = {JSON: {"schema": {"type": "object"}}}
-    if kind is RequestKind.CHAT:
+    if kind is not RequestKind.EMBEDDINGS:
         content["text/event-stream"] = {"schema": {"type": "string"}}
     responses[200] = {
         "description": "The backend's answer, byte for byte.",

@@ -293,6 +293,7 @@ def _view(record: _Record) -> BackendView:
         next_probe_at=record.next_probe_at,
         cooldown_until=health.cooldown_until,
         api_key_env=config.api_key_env,
+        apis=config.native_apis,
         discovered=record.discovered,
         models_stale=record.models_stale,
         ejected_models={

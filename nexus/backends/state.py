@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from nexus.config.kinds import BackendKind, Transport, Zone
+from nexus.config.kinds import Api, BackendKind, Transport, Zone
 from nexus.errors import Failure
 
 
@@ -97,6 +97,7 @@ class BackendView:
     models_stale: bool = False  # the last probe failed: ``models`` is the last list it found
     #: Models ejected by passive health: id -> (monotonic end of the ejection, last error).
     ejected_models: Mapping[str, tuple[float, str | None]] = field(default_factory=dict)
+    apis: frozenset[Api] | None = None  # spoken natively; None: the type's defaults
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", _frozen_models(self.models))
@@ -110,6 +111,10 @@ class BackendView:
     @property
     def transport(self) -> Transport:
         return self.kind.transport
+
+    def speaks(self, api: Api) -> bool:
+        """Whether a request in ``api`` is relayed to this backend as it is (else translated)."""
+        return api in (self.kind.apis if self.apis is None else self.apis)
 
     def cooling_down(self, now: float) -> bool:
         return self.cooldown_until is not None and now < self.cooldown_until

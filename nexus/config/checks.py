@@ -65,9 +65,18 @@ def _backend_problems(config: NexusConfig) -> Iterator[str]:
             )
 
 
+def is_glob(name: str) -> bool:
+    """Whether an alias name is a glob pattern (``*``, ``?`` or ``[``) rather than a model id."""
+    return any(char in name for char in "*?[")
+
+
 def alias_problems(aliases: Mapping[str, str]) -> Iterator[str]:
-    """Cycles and chains longer than :data:`MAX_ALIAS_HOPS`, one line per alias that starts one."""
+    """Invalid glob aliases, cycles and chains longer than :data:`MAX_ALIAS_HOPS`, one line per
+    alias that starts one."""
     for alias in aliases:
+        problem = glob_problem(alias) if is_glob(alias) else None
+        if problem:
+            yield f"{key_path('routing', 'aliases', alias)}: not a valid glob ({problem})"
         chain = [alias]
         while chain[-1] in aliases and len(chain) <= MAX_ALIAS_HOPS + 1:
             target = aliases[chain[-1]]

@@ -4,6 +4,10 @@ and how its health is probed.
 Local types speak OpenAI's wire format (Ollama through its ``/v1`` endpoints) and are served by the
 byte relay. ``openai`` is cloud but relayed too. ``anthropic``, ``google`` and every other provider
 id LiteLLM knows are cloud and translated through LiteLLM.
+
+Each type also speaks a set of client APIs natively (:attr:`BackendKind.apis`, the table in
+``docs/configuration.md``): a request in one of them is relayed byte for byte; any other is
+translated by LiteLLM onto the backend's chat completions (or its provider's API).
 """
 
 from __future__ import annotations
@@ -32,6 +36,19 @@ class Transport(StrEnum):
     TRANSLATED = "translated"
 
 
+class Api(StrEnum):
+    """The client APIs Nexus serves (``[[backends]] apis`` values)."""
+
+    CHAT = "chat"  # /v1/chat/completions
+    EMBEDDINGS = "embeddings"  # /v1/embeddings
+    COMPLETIONS = "completions"  # /v1/completions (legacy, fill-in-the-middle)
+    MESSAGES = "messages"  # /v1/messages (Anthropic)
+    RESPONSES = "responses"  # /v1/responses (OpenAI)
+
+
+ALL_APIS = frozenset(Api)
+
+
 class ProbeStyle(StrEnum):
     OLLAMA = "ollama"  # GET /api/tags (+ POST /api/show)
     OPENAI = "openai"  # GET /v1/models
@@ -42,12 +59,21 @@ class ProbeStyle(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BackendKind:
-    """What a ``[[backends]] type`` means. Cloud kinds need ``api_key_env``."""
+    """What a ``[[backends]] type`` means. Cloud kinds need ``api_key_env``. ``apis`` are the
+    client APIs it speaks natively by default; ``may_speak`` those an ``apis`` override may list
+    (an OpenAI-compatible server may speak any; a translated provider only its own)."""
 
     name: str
     location: Location
     transport: Transport
     probe: ProbeStyle
+    apis: frozenset[Api] = frozenset()
+
+    @property
+    def may_speak(self) -> frozenset[Api]:
+        if self.transport is Transport.RELAY:
+            return ALL_APIS
+        return _PROVIDER_APIS.get(self.name, NONE)
 
     @property
     def is_cloud(self) -> bool:
@@ -58,21 +84,39 @@ class BackendKind:
         return Zone.OPEN if self.is_cloud else Zone.RESTRICTED
 
 
-def _local(name: str, probe: ProbeStyle = ProbeStyle.OPENAI) -> BackendKind:
-    return BackendKind(name, Location.LOCAL, Transport.RELAY, probe)
+NONE: frozenset[Api] = frozenset()
+_CHAT = frozenset({Api.CHAT, Api.EMBEDDINGS})
+#: The one API a translated provider may be relayed for natively.
+_PROVIDER_APIS = {"anthropic": frozenset({Api.MESSAGES})}
+
+
+def _local(name: str, apis: frozenset[Api], probe: ProbeStyle = ProbeStyle.OPENAI) -> BackendKind:
+    return BackendKind(name, Location.LOCAL, Transport.RELAY, probe, apis)
 
 
 BUILTIN_KINDS: dict[str, BackendKind] = {
     kind.name: kind
     for kind in (
-        _local("ollama", ProbeStyle.OLLAMA),
-        _local("vllm"),
-        _local("llamacpp"),
-        _local("lmstudio"),
-        _local("exo"),
-        _local("generic"),
-        BackendKind("openai", Location.CLOUD, Transport.RELAY, ProbeStyle.OPENAI),
-        BackendKind("anthropic", Location.CLOUD, Transport.TRANSLATED, ProbeStyle.ANTHROPIC),
+        _local("ollama", ALL_APIS, ProbeStyle.OLLAMA),
+        _local("vllm", _CHAT | {Api.COMPLETIONS, Api.RESPONSES}),
+        _local("llamacpp", _CHAT | {Api.COMPLETIONS, Api.MESSAGES}),
+        _local("lmstudio", _CHAT | {Api.COMPLETIONS, Api.RESPONSES}),
+        _local("exo", frozenset({Api.CHAT})),
+        _local("generic", _CHAT),
+        BackendKind(
+            "openai",
+            Location.CLOUD,
+            Transport.RELAY,
+            ProbeStyle.OPENAI,
+            _CHAT | {Api.COMPLETIONS, Api.RESPONSES},
+        ),
+        BackendKind(
+            "anthropic",
+            Location.CLOUD,
+            Transport.TRANSLATED,
+            ProbeStyle.ANTHROPIC,
+            _PROVIDER_APIS["anthropic"],
+        ),
         BackendKind("google", Location.CLOUD, Transport.TRANSLATED, ProbeStyle.GOOGLE),
     )
 }

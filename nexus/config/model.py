@@ -10,10 +10,19 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from nexus.config.checks import semantic_problems
-from nexus.config.kinds import BackendKind, Zone, kind_of
+from nexus.config.kinds import Api, BackendKind, Transport, Zone, kind_of
 
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 EnvVarName = Annotated[str, Field(pattern=ENV_VAR_PATTERN, max_length=128)]
@@ -200,6 +209,37 @@ class BackendConfig(Section):
     max_concurrent: int | None = Field(
         None, ge=1, le=1_000_000, description="In-flight limit; at the limit it is skipped."
     )
+    apis: tuple[str, ...] | None = Field(
+        None,
+        max_length=len(Api),
+        description="Client APIs it speaks natively (default: by type); others are translated.",
+    )
+
+    @field_validator("apis")
+    @classmethod
+    def _speakable(cls, value: tuple[str, ...] | None, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        names = ", ".join(api.value for api in Api)
+        unknown = [name for name in value if name not in Api.__members__.values()]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not an API Nexus serves ({names})")
+        kind = kind_of(info.data["type"]) if isinstance(info.data.get("type"), str) else None
+        if kind is None:
+            return value
+        if kind.transport is Transport.RELAY and Api.CHAT not in value:
+            raise ValueError(
+                f"must include 'chat': Nexus translates the other APIs onto a {kind.name} "
+                "backend's chat completions"
+            )
+        beyond = [name for name in value if name not in kind.may_speak]
+        if beyond:
+            own = ", ".join(sorted(kind.may_speak)) or "none"
+            raise ValueError(
+                f"{beyond[0]!r} cannot be spoken natively by a {kind.name} backend "
+                f"(natively: {own}; LiteLLM translates the others)"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -220,6 +260,11 @@ class BackendConfig(Section):
         kind = kind_of(self.type)
         assert kind is not None, "validated at load"
         return kind
+
+    @property
+    def native_apis(self) -> frozenset[Api]:
+        """The client APIs relayed to this backend as they are (the rest are translated)."""
+        return self.kind.apis if self.apis is None else frozenset(Api(name) for name in self.apis)
 
 
 def _redis_url(value: Any) -> Any:

@@ -70,6 +70,7 @@ class Exchange:
             self.request_id,
             exact_input_tokens=requirements.input_tokens if requirements.tokens_exact else None,
             max_tokens=requirements.max_tokens,
+            kind=self.kind,
         )
         result = await gateway.attempts.run(plan, call)
         if isinstance(result, Exhausted):

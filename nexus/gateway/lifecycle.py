@@ -5,6 +5,7 @@ configured, LiteLLM's import in a thread. Everything started here stops when the
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import ModuleType
@@ -73,6 +74,7 @@ async def run_gateway(
                 await shared.stop()
             if translated is not None:
                 await translated
+            if _TRANSLATED in sys.modules:  # LiteLLM was used (a configured or bridged backend)
                 await _translated_module().shutdown()
 
 
@@ -127,6 +129,9 @@ def _warm_up_translation(config: NexusConfig) -> asyncio.Task[None] | None:
     return asyncio.get_running_loop().create_task(
         asyncio.to_thread(warm_up), name="litellm-warm-up"
     )
+
+
+_TRANSLATED = "nexus.upstream.translated"
 
 
 def _translated_module() -> ModuleType:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
+from pydantic import SecretStr
 
 from nexus.backends.state import BackendView
 from nexus.config.credentials import read_credential
-from nexus.config.kinds import Transport
+from nexus.config.kinds import Api, Transport
 from nexus.upstream.body import rewrite_model
 from nexus.upstream.relay import endpoint, open_relay, request_headers
 from nexus.upstream.reply import Reply
@@ -31,6 +32,7 @@ class Call:
     request_id: str
     exact_input_tokens: int | None = None  # the request's tiktoken count, when exact
     max_tokens: int | None = None  # the client's output limit (see Requirements.max_tokens)
+    kind: Api = Api.CHAT  # the client API the request arrived in
 
 
 class Opener(Protocol):
@@ -42,8 +44,14 @@ class Opener(Protocol):
     ) -> Reply: ...
 
 
+#: Always relayed to an OpenAI-compatible backend (its chat is where translations go).
+RELAYED = frozenset({Api.CHAT, Api.EMBEDDINGS})
+
+
 class UpstreamOpener:
-    """The real :class:`Opener`: the byte relay, or LiteLLM for translated providers."""
+    """The real :class:`Opener`: the byte relay when the backend speaks the request's API
+    (:meth:`BackendView.speaks`), else LiteLLM: translated providers' chat and embeddings
+    (:mod:`nexus.upstream.translated`), the other client APIs (:mod:`nexus.upstream.bridges`)."""
 
     def __init__(
         self,
@@ -62,19 +70,26 @@ class UpstreamOpener:
         key = None
         if backend.api_key_env is not None:
             key = read_credential(backend.api_key_env, self._environ).value
-        if backend.transport is Transport.TRANSLATED:
-            import nexus.upstream.translated as translated  # imports litellm: only when needed
+        relayed = backend.transport is Transport.RELAY
+        if backend.speaks(call.kind) or (relayed and call.kind in RELAYED):
+            return await self._relay(backend, model, call, key, timeout)
+        if call.kind in RELAYED:  # a translated provider's chat or embeddings
+            return await self._translated(backend, model, call, key, timeout)
+        import nexus.upstream.bridges as bridges  # imports litellm: only when needed
 
-            return await translated.open_translated(
-                backend=backend,
-                path=call.path,
-                body=call.body,
-                model=model,
-                api_key=key,
-                stream=call.stream,
-                timeout=timeout,
-                fetch_remote_images=self._fetch_remote_images,
-            )
+        return await bridges.open_bridged(
+            backend=backend,
+            api=call.kind,
+            body=call.body,
+            model=model,
+            api_key=key,
+            stream=call.stream,
+            timeout=timeout,
+        )
+
+    async def _relay(
+        self, backend: BackendView, model: str, call: Call, key: SecretStr | None, timeout: float
+    ) -> Reply:
         body = call.raw if model == call.model_sent else rewrite_model(call.raw, model)
         reply = await open_relay(
             self._session,
@@ -88,3 +103,19 @@ class UpstreamOpener:
         if call.path == "/embeddings" and call.body.get("encoding_format") == "base64":
             return Base64Vectors(reply)  # Ollama answers floats whatever was asked
         return reply
+
+    async def _translated(
+        self, backend: BackendView, model: str, call: Call, key: SecretStr | None, timeout: float
+    ) -> Reply:
+        import nexus.upstream.translated as translated  # imports litellm: only when needed
+
+        return await translated.open_translated(
+            backend=backend,
+            path=call.path,
+            body=call.body,
+            model=model,
+            api_key=key,
+            stream=call.stream,
+            timeout=timeout,
+            fetch_remote_images=self._fetch_remote_images,
+        )

@@ -84,11 +84,14 @@ def plan(
 
 
 def _named(requirements: Requirements, policy: RoutingPolicy) -> bool:
-    return policy.mentions(requirements.requested_model) or policy.mentions(requirements.model)
+    """An alias (exact or glob) was applied, or the aliases and fallbacks name the model."""
+    requested, model = requirements.requested_model, requirements.model
+    return requested != model or policy.mentions(requested) or policy.mentions(model)
 
 
 def _may_substitute(requirements: Requirements) -> bool:
-    return requirements.tier_mode is TierMode.FLEXIBLE and requirements.kind is RequestKind.CHAT
+    generative = requirements.kind is not RequestKind.EMBEDDINGS
+    return requirements.tier_mode is TierMode.FLEXIBLE and generative
 
 
 def constraints_for(

@@ -5,7 +5,10 @@ Alias rule: **an alias always wins.** When ``[routing.aliases]`` has an entry fo
 name, the request goes to the alias's target, even if some backend also serves a model with exactly
 that name; a name is used as a real model directly only when no alias exists for it. Aliases chain
 up to 3 hops (``a -> b -> c -> d``); cycles and longer chains are configuration errors. Alias names
-are case-sensitive exact keys.
+are case-sensitive. A name with ``*``, ``?`` or ``[`` is a glob alias (``"claude-*" = "qwen3"``,
+for clients such as Claude Code that send several model ids): an exact alias wins over globs, the
+first matching glob in configuration order wins over later ones, and a glob's target then follows
+exact aliases only.
 
 Fallback chains are keyed by the resolved model and used verbatim, in order (entries are not
 alias-resolved and not followed recursively). Policies match the resolved model with glob syntax
@@ -20,7 +23,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from nexus.config.checks import MAX_ALIAS_HOPS, alias_problems, glob_problem
+from nexus.config.checks import MAX_ALIAS_HOPS, alias_problems, glob_problem, is_glob
 from nexus.config.kinds import Zone
 from nexus.config.model import NexusConfig, PolicyConfig, RoutingConfig, Strategy
 from nexus.errors import ConfigError
@@ -61,6 +64,8 @@ class RoutingPolicy:
 
     __slots__ = (
         "_aliases",
+        "_glob_aliases",
+        "_resolve_memo",
         "_fallbacks",
         "_patterns",
         "_mentioned",
@@ -87,7 +92,13 @@ class RoutingPolicy:
         w = config.weights
         self.weights = Weights(float(w.priority), float(w.load), float(w.latency))
         self.health_interval_seconds = health_interval_seconds
-        self._aliases = {name: _chain(name, config.aliases) for name in config.aliases}
+        exact = {name: target for name, target in config.aliases.items() if not is_glob(name)}
+        self._aliases = {name: _chain(name, exact) for name in exact}
+        self._glob_aliases = tuple(
+            (re.compile(fnmatch.translate(name)), target)
+            for name, target in config.aliases.items()
+            if is_glob(name)
+        )
         self._fallbacks = {model: tuple(chain) for model, chain in config.fallbacks.items()}
         self._mentioned = frozenset(
             [*config.aliases, *config.aliases.values(), *config.fallbacks]
@@ -98,6 +109,7 @@ class RoutingPolicy:
             for rule in config.policies
         )
         self._constraint_memo = functools.lru_cache(maxsize=_POLICY_MEMO_SIZE)(self._match)
+        self._resolve_memo = functools.lru_cache(maxsize=_POLICY_MEMO_SIZE)(self._resolve_glob)
 
     @classmethod
     def from_config(cls, config: NexusConfig) -> RoutingPolicy:
@@ -107,7 +119,16 @@ class RoutingPolicy:
     def resolve(self, name: str) -> str:
         """The model ``name`` stands for: the end of its alias chain, or ``name`` itself."""
         chain = self._aliases.get(name)
-        return name if chain is None else chain[-1]
+        if chain is not None:
+            return chain[-1]
+        return self._resolve_memo(name) if self._glob_aliases else name
+
+    def _resolve_glob(self, name: str) -> str:
+        for pattern, target in self._glob_aliases:
+            if pattern.match(name):
+                chain = self._aliases.get(target)
+                return target if chain is None else chain[-1]
+        return name
 
     def fallbacks_for(self, model: str) -> tuple[str, ...]:
         """The fallback models of ``model`` (resolved name), in the order they are tried."""

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from nexus import tokens
-from nexus.config.kinds import Zone
+from nexus.config.kinds import Api, Zone
 from nexus.errors import InvalidRequest
 from nexus.routing.policy import RoutingPolicy
 
@@ -32,9 +32,8 @@ class TierMode(StrEnum):
     FLEXIBLE = "flexible"
 
 
-class RequestKind(StrEnum):
-    CHAT = "chat"
-    EMBEDDINGS = "embeddings"
+RequestKind = Api
+"""A request's kind is the client API it arrived in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +115,8 @@ def requirements_from(
     restricted = constraint.privacy is Zone.RESTRICTED or privacy_header == "restricted"
     if kind is RequestKind.EMBEDDINGS:
         count, vision = _embedding_tokens(body.get("input"), model), False
+    elif kind is RequestKind.COMPLETIONS:
+        count, vision = _prompt_tokens(body, model), False
     else:
         count, vision = _chat_tokens(body, model)
     return Requirements(
@@ -240,6 +241,17 @@ def _embedding_tokens(data: Any, model: str) -> tokens.TokenCount:
     if all(isinstance(item, list) for item in data):
         return tokens.TokenCount(sum(len(item) for item in data), exact=True)
     return tokens.count_texts(_strings(data), model)
+
+
+def _prompt_tokens(body: Mapping[str, Any], model: str) -> tokens.TokenCount:
+    """Tokens of a legacy completions request: its ``prompt`` (as embeddings input) and
+    ``suffix``."""
+    prompt = _embedding_tokens(body.get("prompt"), model)
+    suffix = body.get("suffix")
+    if not isinstance(suffix, str) or not suffix:
+        return prompt
+    extra = tokens.count_texts([suffix], model)
+    return tokens.TokenCount(prompt.tokens + extra.tokens, prompt.exact and extra.exact)
 
 
 def _strings(items: Iterable[Any]) -> list[str]:

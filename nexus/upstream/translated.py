@@ -34,14 +34,12 @@ import asyncio
 import importlib
 import logging
 import os
-import socket
 import threading
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from types import ModuleType
 from typing import Any
 
-import httpx
 from loguru import logger
 from pydantic import SecretStr
 
@@ -49,15 +47,11 @@ from nexus import tokens
 from nexus.backends.state import BackendView
 from nexus.errors import (
     UpstreamAuthError,
-    UpstreamError,
-    UpstreamRateLimited,
-    UpstreamTimeout,
-    UpstreamUnreachable,
     error_body,
 )
 from nexus.pricing import NEXUS_MODELS, PriceTable
 from nexus.upstream import convert
-from nexus.upstream.advice import client_refusal
+from nexus.upstream.litellm_errors import LiteLLMErrors
 from nexus.upstream.openai_wire import DONE, StreamState, completion_json, embeddings_json
 from nexus.upstream.prepare import json_mode, refuse_remote_images
 from nexus.upstream.providers import (
@@ -67,7 +61,6 @@ from nexus.upstream.providers import (
     target,
     with_max_tokens,
 )
-from nexus.upstream.relay import retry_after_seconds
 from nexus.upstream.reply import BodyReply, Reply
 
 JSON = "application/json"
@@ -83,7 +76,7 @@ _FIRST_CALL_MODULES = (
 _REHEARSED = ("anthropic/claude-3-5-sonnet-20241022", "gemini/gemini-1.5-pro")
 _lock = threading.Lock()
 _state: dict[str, ModuleType] = {}  # the configured LiteLLM module, once warm_up has run
-_prices = PriceTable()  # limits only (immutable): config price overrides do not matter here
+OUTPUT_LIMITS = PriceTable()  # limits only (immutable): config price overrides do not matter here
 
 
 def offline_environment() -> None:
@@ -210,7 +203,7 @@ class TranslatedStream:
     content_type: str | None = "text/event-stream"
 
     def __init__(
-        self, stream: Any, first: bytes | None, state: StreamState, errors: _Errors
+        self, stream: Any, first: bytes | None, state: StreamState, errors: LiteLLMErrors
     ) -> None:
         self._stream = stream
         self._first = first
@@ -241,6 +234,20 @@ class TranslatedStream:
             logger.debug("closing a LiteLLM stream failed: {}", type(exc).__name__)
 
 
+def call_settings(where: Target, key: str | None, timeout: float) -> dict[str, Any]:
+    """The arguments of every LiteLLM call: where, the key, no retries of its own (failover is
+    Nexus's job), the attempt's timeout, and unsupported parameters refused."""
+    return {
+        "model": where.model,
+        "api_base": where.api_base,
+        "api_key": key,
+        "max_retries": 0,
+        "num_retries": 0,
+        "timeout": timeout,
+        "drop_params": DROP_PARAMS,
+    }
+
+
 async def open_translated(
     *,
     backend: BackendView,
@@ -256,20 +263,12 @@ async def open_translated(
     through LiteLLM and return the answer in OpenAI's format, or raise an UpstreamError.
     A remote image the provider cannot take by URL is a 400 (see :mod:`.prepare`)."""
     where = target(backend.kind.name, backend.url, model)
-    errors = _Errors(backend.name, where.provider, backend.api_key_env, api_key, model)
+    errors = LiteLLMErrors(backend.name, where.provider, backend.api_key_env, api_key, model)
     if api_key is None and backend.api_key_env is not None:
         raise UpstreamAuthError(f"API key missing ({backend.api_key_env})", backend=backend.name)
     litellm = await litellm_module()
     key = api_key.get_secret_value() if api_key is not None else None
-    common = {
-        "model": where.model,
-        "api_base": where.api_base,
-        "api_key": key,
-        "max_retries": 0,
-        "num_retries": 0,
-        "timeout": timeout,
-        "drop_params": DROP_PARAMS,
-    }
+    common = call_settings(where, key, timeout)
     if path == "/embeddings":
         return await _embed(litellm, where, body, common, errors)
     refusal = refuse_remote_images(
@@ -287,7 +286,7 @@ async def open_translated(
     arguments = json_mode(arguments, where.provider)
     if removed:
         logger.debug("not sent to backend {}: {}", backend.name, ", ".join(removed))
-    arguments = with_max_tokens(arguments, _prices, where)
+    arguments = with_max_tokens(arguments, OUTPUT_LIMITS, where)
     try:
         response = await litellm.acompletion(
             messages=body.get("messages"), stream=stream, **common, **arguments
@@ -299,7 +298,7 @@ async def open_translated(
         return errors.reply_or_raise(exc)
 
 
-async def _first_event(response: Any, include_usage: bool, errors: _Errors) -> Reply:
+async def _first_event(response: Any, include_usage: bool, errors: LiteLLMErrors) -> Reply:
     """Read the stream up to its first event, so that failures before it are failovers."""
     state = StreamState(include_usage)
     iterator = aiter(response)
@@ -321,7 +320,7 @@ async def _embed(
     where: Target,
     body: Mapping[str, Any],
     common: dict[str, Any],
-    errors: _Errors,
+    errors: LiteLLMErrors,
 ) -> Reply:
     if not has_embeddings(where.provider):
         message = f"backend '{errors.backend}' ({where.provider}) offers no embeddings"
@@ -340,117 +339,3 @@ async def _embed(
 def _include_usage(body: Mapping[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, Mapping) and options.get("include_usage") is True
-
-
-class _Errors:
-    """Maps LiteLLM's exceptions for one backend, by type and status code."""
-
-    def __init__(
-        self,
-        backend: str,
-        provider: str,
-        key_env: str | None,
-        api_key: SecretStr | None,
-        model: str = "",
-    ) -> None:
-        self.backend = backend
-        self.provider = provider
-        self.model = model
-        self.key_env = key_env
-        self.secret = api_key.get_secret_value() if api_key is not None else None
-
-    def reply_or_raise(self, exc: Exception) -> Reply:
-        """A client error (4xx but 401/403/408/429) as an OpenAI-shaped answer; else raise."""
-        inner = _unwrap(exc)
-        status = _status(inner)
-        if status is not None and 400 <= status < 500 and status not in (401, 403, 408, 429):
-            return BodyReply(status, self._client_error(inner, status))
-        raise self.upstream(exc) from None
-
-    def upstream(self, exc: Exception) -> UpstreamError:
-        """The UpstreamError for ``exc``, whatever it is."""
-        import openai
-
-        inner, name = _unwrap(exc), self.backend
-        connect = convert.cause_of(inner, _CONNECT_CAUSES)
-        if connect is not None:
-            return UpstreamUnreachable(f"cannot connect ({type(connect).__name__})", backend=name)
-        if isinstance(inner, openai.APITimeoutError) or convert.cause_of(
-            inner, (httpx.TimeoutException,)
-        ):
-            return UpstreamTimeout("no answer in time", backend=name)
-        status = _status(inner)
-        if status == 429:
-            headers = getattr(inner, "litellm_response_headers", None) or {}
-            return UpstreamRateLimited(
-                "rate limited (HTTP 429)",
-                backend=name,
-                retry_after=retry_after_seconds(_text(headers.get("retry-after"))),
-                body=self._body("HTTP 429", "rate_limit_error", "rate_limit_exceeded"),
-                content_type=JSON,
-            )
-        if status in (401, 403):
-            reason = f"API key rejected ({self.key_env})" if self.key_env else "API key rejected"
-            return UpstreamAuthError(reason, backend=name)
-        if status is None or not isinstance(inner, openai.APIError):
-            logger.opt(exception=inner).warning("LiteLLM failed for backend {}", name)
-            reason = f"translation failed ({type(inner).__name__})"
-            return UpstreamError(reason, backend=name, body=self._body(reason), content_type=JSON)
-        reason = f"HTTP {status}"
-        return UpstreamError(
-            reason, backend=name, status=status, body=self._body(reason), content_type=JSON
-        )
-
-    def _body(
-        self, reason: str, error_type: str = "upstream_error", code: str = "upstream_error"
-    ) -> bytes:
-        message = f"backend '{self.backend}' ({self.provider}) failed: {reason}"
-        return error_body(message, error_type=error_type, code=code)
-
-    def _client_error(self, exc: Exception, status: int) -> bytes:
-        """The provider's own explanation (LiteLLM's message, for the client to read; never
-        used for decisions), with the key scrubbed out."""
-        text = str(getattr(exc, "message", None) or exc)
-        if self.secret:
-            text = text.replace(self.secret, "***")
-        refusal = client_refusal(
-            text, backend=self.backend, provider=self.provider, model=self.model
-        )
-        code = "model_not_found" if status == 404 else None
-        return error_body(
-            refusal.message[:2000],
-            error_type="invalid_request_error",
-            code=code,
-            param=refusal.param,
-        )
-
-
-_CONNECT_CAUSES: tuple[type[BaseException], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    ConnectionRefusedError,
-    socket.gaierror,
-)
-
-
-def _unwrap(exc: Exception) -> Exception:
-    """The exception a ``MidStreamFallbackError`` wraps (LiteLLM raises it for any failure
-    while iterating a stream, even before the first chunk), else ``exc``."""
-    from litellm.exceptions import MidStreamFallbackError
-
-    while isinstance(exc, MidStreamFallbackError) and isinstance(exc.original_exception, Exception):
-        exc = exc.original_exception
-    return exc
-
-
-def _status(exc: Exception) -> int | None:
-    import openai
-
-    if not isinstance(exc, openai.APIError):
-        return None
-    status = getattr(exc, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None

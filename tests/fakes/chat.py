@@ -54,6 +54,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from tests.fakes.dialects import dialect_routes
 from tests.fakes.server import FakeModel, FakeUpstream
 
 CHAT_PATH = "/v1/chat/completions"
@@ -201,6 +202,8 @@ class OpenAICompatibleFake(FakeUpstream):
     def __init__(self, models: Iterable[FakeModel | str] = ()) -> None:
         super().__init__(models)
         self.extra_headers: dict[str, str] = {}
+        #: APIs this server has (tests.fakes.dialects); the others answer 404.
+        self.serves = {"chat", "embeddings", "completions"}
         self.open_streams = 0
         self._break: _Break | None = None
 
@@ -208,6 +211,7 @@ class OpenAICompatibleFake(FakeUpstream):
         return [
             Route(CHAT_PATH, self.chat_completions, methods=["POST"]),
             Route(EMBEDDINGS_PATH, self.embeddings, methods=["POST"]),
+            *dialect_routes(self),
         ]
 
     def routes(self) -> list[BaseRoute]:
@@ -326,7 +330,7 @@ class OpenAICompatibleFake(FakeUpstream):
     def bad_request(self, message: str, param: str | None = None) -> JSONResponse:
         return JSONResponse(openai_error(message, "invalid_request_error", None, param), 400)
 
-    async def _payload(self, request: Request) -> dict[str, Any] | JSONResponse:
+    async def payload(self, request: Request) -> dict[str, Any] | JSONResponse:
         """The request's JSON object, or the error to answer."""
         rejected = self.check_key(request)
         if rejected is not None:
@@ -353,7 +357,7 @@ class OpenAICompatibleFake(FakeUpstream):
     # -- chat ----------------------------------------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
-        payload = await self._payload(request)
+        payload = await self.payload(request)
         if isinstance(payload, Response):
             return payload
         messages = payload.get("messages")
@@ -373,9 +377,7 @@ class OpenAICompatibleFake(FakeUpstream):
         broken_after = self._take_break()
         if broken_after is not None:
             return _BrokenStream(self, events[:broken_after], headers)
-        return StreamingResponse(
-            self._pace(events), media_type="text/event-stream", headers=headers
-        )
+        return StreamingResponse(self.pace(events), media_type="text/event-stream", headers=headers)
 
     def answer(self, request: Mapping[str, Any]) -> _Answer:
         digest = request_digest(request)
@@ -494,7 +496,7 @@ class OpenAICompatibleFake(FakeUpstream):
         events.append(SSE_DONE)
         return events
 
-    async def _pace(self, events: list[bytes]) -> AsyncIterator[bytes]:
+    async def pace(self, events: list[bytes]) -> AsyncIterator[bytes]:
         self.open_streams += 1
         try:
             for i, data in enumerate(events):
@@ -506,7 +508,7 @@ class OpenAICompatibleFake(FakeUpstream):
     # -- embeddings ----------------------------------------------------------------------------
 
     async def embeddings(self, request: Request) -> Response:
-        payload = await self._payload(request)
+        payload = await self.payload(request)
         if isinstance(payload, Response):
             return payload
         items = _embedding_inputs(payload.get("input"))

@@ -92,3 +92,40 @@ def test_weights_are_plain_numbers() -> None:
         RoutingConfig.model_validate({"weights": {"priority": 10, "load": 0, "latency": 90}})
     )
     assert (rules.weights.priority, rules.weights.load, rules.weights.latency) == (10.0, 0.0, 90.0)
+
+
+def test_a_glob_alias_maps_every_matching_name() -> None:
+    rules = policy(aliases={"claude-*": "qwen3-coder:30b"})
+    assert rules.resolve("claude-sonnet-4-5-20250929") == "qwen3-coder:30b"
+    assert rules.resolve("claude-3-5-haiku-latest") == "qwen3-coder:30b"
+    assert rules.resolve("gpt-4o") == "gpt-4o"
+    assert rules.resolve("claude-*") == "qwen3-coder:30b"
+
+
+def test_an_exact_alias_wins_over_a_glob_and_globs_match_in_config_order() -> None:
+    rules = policy(
+        aliases={
+            "claude-*-haiku-*": "small",
+            "claude-*": "big",
+            "claude-opus-4-1": "huge",
+        }
+    )
+    assert rules.resolve("claude-opus-4-1") == "huge"
+    assert rules.resolve("claude-3-5-haiku-latest") == "small"
+    assert rules.resolve("claude-sonnet-4-5") == "big"
+
+
+def test_a_glob_alias_target_follows_exact_aliases_but_not_globs_again() -> None:
+    rules = policy(aliases={"claude-*": "coder", "coder": "qwen3-coder:30b", "q*": "never"})
+    assert rules.resolve("claude-x") == "qwen3-coder:30b"
+    assert rules.resolve("qwen3-coder:30b") == "never"  # a requested name matches globs, once
+
+
+def test_glob_aliases_are_not_model_names() -> None:
+    rules = policy(aliases={"claude-*": "qwen", "fast": "qwen"})
+    assert rules.alias_names() == ("fast",)
+
+
+def test_an_unclosed_bracket_in_a_glob_alias_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"routing\.aliases.*never closed"):
+        policy(aliases={"claude-[": "qwen"})

@@ -1,0 +1,209 @@
+"""Client APIs a backend does not speak natively, translated by LiteLLM onto what it does speak:
+an OpenAI-compatible server's chat completions, or a provider's own API (issue 15).
+
+- **Legacy completions** (``/v1/completions``): ``litellm.atext_completion``. For an
+  OpenAI-compatible backend it is called through LiteLLM's ``lm_studio`` provider
+  (:data:`CHAT_PROVIDER`), a plain OpenAI-compatible chat client: LiteLLM's ``openai`` and
+  ``hosted_vllm`` providers would call the backend's ``/v1/completions``, which is the API it
+  lacks. The prompt becomes one user message. ``suffix`` (fill-in-the-middle) has no place in a
+  chat request: a 400 naming it, never dropped; so is any field LiteLLM's text completion does
+  not take.
+
+Answers are LiteLLM's objects serialised in the client API's wire format; a stream's first event
+is read before the answer is returned (so a failure before it is a failover), as on the
+translated chat path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+import orjson
+from loguru import logger
+from pydantic import SecretStr
+
+from nexus.backends.state import BackendView
+from nexus.config.kinds import Api, Transport
+from nexus.errors import UpstreamAuthError, error_body
+from nexus.upstream.litellm_errors import LiteLLMErrors
+from nexus.upstream.openai_wire import DONE
+from nexus.upstream.providers import Target, target, with_max_tokens
+from nexus.upstream.relay import endpoint
+from nexus.upstream.reply import BodyReply, Reply
+from nexus.upstream.translated import OUTPUT_LIMITS, call_settings, litellm_module
+
+#: LiteLLM's provider for an OpenAI-compatible server reached through its chat completions.
+CHAT_PROVIDER = "lm_studio"
+#: What ``litellm.atext_completion`` takes besides model, prompt and stream.
+TEXT_PARAMETERS = frozenset(
+    {
+        "best_of",
+        "echo",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "max_tokens",
+        "n",
+        "presence_penalty",
+        "seed",
+        "stop",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "user",
+    }
+)
+
+
+def bridge_target(backend: BackendView, model: str) -> Target:
+    """How LiteLLM reaches ``model`` on ``backend`` for a translated client API."""
+    if backend.transport is Transport.RELAY:
+        base = endpoint(backend.url, "")
+        return Target(CHAT_PROVIDER, f"{CHAT_PROVIDER}/{model}", model, base)
+    return target(backend.kind.name, backend.url, model)
+
+
+async def open_bridged(
+    *,
+    backend: BackendView,
+    api: Api,
+    body: Mapping[str, Any],
+    model: str,
+    api_key: SecretStr | None,
+    stream: bool,
+    timeout: float,
+) -> Reply:
+    """Send ``body`` (a request in client API ``api``) to ``backend`` for ``model`` through
+    LiteLLM, and return the answer in ``api``'s wire format, or raise an UpstreamError."""
+    where = bridge_target(backend, model)
+    errors = LiteLLMErrors(backend.name, where.provider, backend.api_key_env, api_key, model)
+    if api_key is None and backend.api_key_env is not None:
+        raise UpstreamAuthError(f"API key missing ({backend.api_key_env})", backend=backend.name)
+    litellm = await litellm_module()
+    key = api_key.get_secret_value() if api_key is not None else "none"
+    settings = call_settings(where, key, timeout)
+    if api is Api.COMPLETIONS:
+        return await _text_completion(litellm, where, body, settings, errors, stream)
+    raise ValueError(f"no LiteLLM bridge for {api.value}")  # the opener never asks
+
+
+def refused(message: str, param: str) -> BodyReply:
+    return BodyReply(400, error_body(message, error_type="invalid_request_error", param=param))
+
+
+async def _text_completion(
+    litellm: ModuleType,
+    where: Target,
+    body: Mapping[str, Any],
+    settings: dict[str, Any],
+    errors: LiteLLMErrors,
+    stream: bool,
+) -> Reply:
+    unsupported = sorted(set(body) - TEXT_PARAMETERS - {"model", "prompt", "stream"})
+    if body.get("suffix") is not None:
+        unsupported = ["suffix", *(name for name in unsupported if name != "suffix")]
+    if unsupported:
+        message = (
+            f"'{unsupported[0]}' cannot be sent to backend '{errors.backend}': it does not "
+            "speak /v1/completions, so the prompt goes to its chat completions, which have no "
+            f"such field (send it to a backend whose apis include completions)"
+        )
+        return refused(message, unsupported[0])
+    chosen = {key: value for key, value in body.items() if key in TEXT_PARAMETERS}
+    arguments = with_max_tokens(chosen, OUTPUT_LIMITS, where)
+    try:
+        response = await litellm.atext_completion(
+            prompt=body["prompt"], stream=stream, **settings, **arguments
+        )
+        if not stream:
+            return BodyReply(200, _text_json(response, where.bare_model))
+        return await first_event(
+            response, lambda chunk: _text_event(chunk, where.bare_model), DONE, errors
+        )
+    except Exception as exc:  # the border: LiteLLM's exceptions become ours
+        return errors.reply_or_raise(exc)
+
+
+def _text_dict(response: Any, model: str) -> dict[str, Any]:
+    data: dict[str, Any] = response.model_dump(exclude_none=False)
+    data["model"] = model
+    for choice in data.get("choices") or ():
+        choice.pop("reasoning_content", None)
+        if choice.get("text") is None:
+            choice["text"] = ""
+    return data
+
+
+def _text_json(response: Any, model: str) -> bytes:
+    return orjson.dumps(_text_dict(response, model))
+
+
+def _text_event(chunk: Any, model: str) -> bytes:
+    data = _text_dict(chunk, model)
+    if data.get("usage") is None:
+        data.pop("usage", None)
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+async def first_event(
+    stream: Any, render: Callable[[Any], bytes | None], trailer: bytes, errors: LiteLLMErrors
+) -> Reply:
+    """Read ``stream`` up to its first rendered event, so that failures before it are
+    failovers; the rest is read as the client reads."""
+    iterator = aiter(stream)
+    while True:
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return BridgedStream(stream, None, render, trailer, errors)
+        except BaseException:
+            await BridgedStream(stream, None, render, trailer, errors).aclose()
+            raise
+        event = render(chunk)
+        if event is not None:
+            return BridgedStream(stream, event, render, trailer, errors)
+
+
+class BridgedStream:
+    """A LiteLLM stream rendered event by event; its first event was read already."""
+
+    status_code = 200
+    content_type: str | None = "text/event-stream"
+
+    def __init__(
+        self,
+        stream: Any,
+        first: bytes | None,
+        render: Callable[[Any], bytes | None],
+        trailer: bytes,
+        errors: LiteLLMErrors,
+    ) -> None:
+        self._stream, self._first, self._render = stream, first, render
+        self._trailer, self._errors = trailer, errors
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._first is not None:
+            yield self._first
+            try:
+                async for chunk in self._stream:
+                    event = self._render(chunk)
+                    if event is not None:
+                        yield event
+            except Exception as exc:  # the border: LiteLLM's exceptions become ours
+                raise self._errors.upstream(exc) from None
+        if self._trailer:
+            yield self._trailer
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)
+        if close is None:
+            return
+        try:
+            await close()
+        except Exception as exc:  # closing a broken stream may fail again; nothing to do
+            logger.debug("closing a LiteLLM stream failed: {}", type(exc).__name__)
