@@ -16,11 +16,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from nexus import __version__
-from nexus.api import admin, dashboard, health, inference, metrics, models, route, stats
+from nexus.api import (
+    admin,
+    count_tokens,
+    dashboard,
+    health,
+    inference,
+    metrics,
+    models,
+    route,
+    stats,
+)
 from nexus.api.auth import ClientAuthMiddleware, ClientKeys
 from nexus.api.context import NexusApp
 from nexus.api.drain import DrainMiddleware
-from nexus.api.endpoints import BY_PATH
+from nexus.api.endpoints import BY_PATH, COUNT_TOKENS, dialect_for
 from nexus.api.fastpath import InferenceFastPath
 from nexus.api.openai_dialect import error_response
 from nexus.api.openapi import openapi_document
@@ -32,7 +42,11 @@ from nexus.headers import HEADER_NAMES, NexusHeaders, request_id
 JSON = "application/json"
 #: Named in the 404 of any other ``/v1`` path.
 SERVED = ", ".join(
-    [*(f"POST {endpoint.path}" for endpoint in BY_PATH.values()), "GET /v1/models[/{id}]"]
+    [
+        *(f"POST {endpoint.path}" for endpoint in BY_PATH.values()),
+        f"POST {COUNT_TOKENS}",
+        "GET /v1/models[/{id}]",
+    ]
 )
 
 
@@ -59,7 +73,8 @@ def create_app(
         redoc_url=None,
         lifespan=_lifespan,
     )
-    for module in (inference, models, route, admin, health, metrics, stats, dashboard):
+    routers = (inference, count_tokens, models, route, admin, health, metrics, stats, dashboard)
+    for module in routers:
         app.include_router(module.router)
     app.openapi = openapi_document(app)  # type: ignore[method-assign]
     app.add_middleware(InferenceFastPath)  # innermost: drain and client keys still apply
@@ -97,11 +112,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if request.url.path in BY_PATH:  # an inference path: its dialect, with the headers
+        dialect = dialect_for(request.url.path)
+        if dialect is not None:  # an inference path: its dialect, with the headers
             problem = Problem.NOT_FOUND if exc.status_code == 404 else Problem.METHOD_NOT_ALLOWED
             rid = request_id(request.headers.get("x-request-id"))
             failed = Failed(problem, str(exc.detail), NexusHeaders(request_id=rid))
-            response = BY_PATH[request.url.path].dialect.render(failed)
+            response = dialect.render(failed)
             response.headers.update(exc.headers or {})
             return response
         if exc.status_code == 404 and request.url.path.startswith("/v1/"):

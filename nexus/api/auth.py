@@ -1,7 +1,8 @@
 """Client authentication for ``/v1/*`` when ``[server] api_keys_env`` is set.
 
 The named environment variable holds comma-separated client keys; a request must send
-``Authorization: Bearer <one of them>``. Keys are compared in constant time against every
+``Authorization: Bearer <one of them>`` or ``x-api-key: <one of them>`` (what the anthropic SDK
+and Claude Code send). Keys are compared in constant time against every
 configured key. When the variable is unset or empty, every ``/v1/*`` request is refused (fail
 closed) and the error says which variable to set. ``/health``, ``/metrics`` and the dashboard stay
 open.
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nexus.api.endpoints import BY_PATH
 from nexus.api.openai_dialect import error_response
 from nexus.gateway import Failed, Problem
 from nexus.headers import NexusHeaders, request_id
@@ -35,11 +37,14 @@ class ClientKeys:
     def configured(self) -> bool:
         return bool(self._keys)
 
-    def allows(self, authorization: str | None) -> bool:
+    def allows(self, authorization: str | None, x_api_key: str | None = None) -> bool:
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if scheme.lower() == "bearer" and token.strip():
+            offered = token.strip().encode()
+        elif x_api_key and x_api_key.strip():
+            offered = x_api_key.strip().encode()
+        else:
             return False
-        offered = token.strip().encode()
         matched = False
         for key in self._keys:  # no early exit: the time does not depend on which key matched
             matched |= hmac.compare_digest(offered, key)
@@ -57,18 +62,22 @@ class ClientAuthMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.keys.allows(headers.get("authorization")):
+        if self.keys.allows(headers.get("authorization"), headers.get("x-api-key")):
             return await self.app(scope, receive, send)
-        refusal = self._refusal(request_id(headers.get("x-request-id")))
+        refusal = self._refusal(request_id(headers.get("x-request-id")), scope["path"])
         await refusal(scope, receive, send)
 
-    def _refusal(self, rid: str) -> Response:
+    def _refusal(self, rid: str, path: str) -> Response:
         if self.keys.configured:
-            message = "missing or invalid API key: send 'Authorization: Bearer <key>'"
+            message = (
+                "missing or invalid API key: send 'Authorization: Bearer <key>' or 'x-api-key'"
+            )
         else:
             message = (
                 f"no client keys are configured: set the environment variable {self.keys.env_var}"
             )
-        response = error_response(Failed(Problem.UNAUTHORIZED, message, NexusHeaders(rid)))
+        failed = Failed(Problem.UNAUTHORIZED, message, NexusHeaders(rid))
+        endpoint = BY_PATH.get(path)
+        response = endpoint.dialect.render(failed) if endpoint else error_response(failed)
         response.headers["www-authenticate"] = "Bearer"
         return response

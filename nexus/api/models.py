@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from nexus.api.context import gateway_of
 from nexus.api.openai_dialect import error_response
+from nexus.api.openapi import error_response_doc
 from nexus.backends.state import Snapshot, Status
 from nexus.gateway import Failed, Problem
 from nexus.headers import NexusHeaders, request_id
@@ -61,7 +62,11 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": model_entries(gateway.registry.snapshot(), gateway.policy)}
 
 
-@router.get("/v1/models/{model_id:path}", response_model=None)
+@router.get(
+    "/v1/models/{model_id:path}",
+    response_model=None,
+    responses={404: error_response_doc("No backend, alias or fallback knows the model.")},
+)
 async def retrieve_model(model_id: str, request: Request) -> dict[str, Any] | Response:
     gateway = gateway_of(request)
     snapshot, policy = gateway.registry.snapshot(), gateway.policy

@@ -4,7 +4,7 @@ envelope, and a stream that breaks after it started ended by one ``data: {"error
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -19,19 +19,15 @@ JSON = "application/json"
 
 
 class OpenAIDialect:
-    """Parser and renderer for ``/v1/chat/completions``, ``/v1/completions`` and
-    ``/v1/embeddings``."""
+    """Parser and renderer for ``/v1/chat/completions``, ``/v1/completions``,
+    ``/v1/embeddings`` and (with :class:`ResponsesDialect`) ``/v1/responses``."""
+
+    @staticmethod
+    def error_event(failed: Failed) -> bytes:
+        return error_event(failed)
 
     def parse(self, raw: bytes, kind: RequestKind) -> dict[str, Any]:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("request body must be a JSON object")
-        if not isinstance(body.get("model"), str) or not body["model"]:
-            message = "you must provide a model parameter (a non-empty string)"
-            raise InvalidRequest(message, param="model")
+        body = parse_object(raw)
         if kind is RequestKind.CHAT:
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
@@ -39,6 +35,8 @@ class OpenAIDialect:
         elif kind is RequestKind.COMPLETIONS:
             if not isinstance(body.get("prompt"), str | list):
                 raise InvalidRequest("'prompt' must be a string or an array", param="prompt")
+        elif kind is RequestKind.RESPONSES:
+            _check_responses(body)
         elif not isinstance(body.get("input"), str | list):
             raise InvalidRequest("'input' must be a string or an array", param="input")
         if "stream" in body and not isinstance(body["stream"], bool):
@@ -49,12 +47,49 @@ class OpenAIDialect:
         if isinstance(outcome, Failed):
             return error_response(outcome)
         if outcome.stream is not None:
-            return StreamedAnswer(outcome, outcome.stream)
+            return StreamedAnswer(outcome, outcome.stream, self.error_event)
         headers = outcome.headers.as_dict()
         return Response(outcome.body, outcome.status, headers, media_type=outcome.content_type)
 
 
+class ResponsesDialect(OpenAIDialect):
+    """The Responses API: OpenAI's envelope, and its own ``error`` event ending a broken
+    stream."""
+
+    @staticmethod
+    def error_event(failed: Failed) -> bytes:
+        error = {"type": "error", "code": failed.code, "message": failed.message, "param": None}
+        return b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+
+
 OPENAI = OpenAIDialect()
+RESPONSES = ResponsesDialect()
+
+
+def _check_responses(body: dict[str, Any]) -> None:
+    if not isinstance(body.get("input"), str | list):
+        raise InvalidRequest("'input' must be a string or an array", param="input")
+    if body.get("previous_response_id") is not None:
+        raise InvalidRequest(
+            "previous_response_id cannot be honoured: Nexus may route a follow-up to another "
+            "backend than the one that stored the response; send the input in full "
+            "(and store: false)",
+            param="previous_response_id",
+        )
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object with a non-empty string ``model`` (every dialect's first check)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        message = "you must provide a model parameter (a non-empty string)"
+        raise InvalidRequest(message, param="model")
+    return body
 
 
 def error_response(failed: Failed) -> Response:
@@ -85,8 +120,14 @@ class StreamedAnswer(StreamingResponse):
     """A backend's stream passed on; the stream is closed (upstream, lease, report) on every
     path, even when the client leaves before the first chunk is sent."""
 
-    def __init__(self, answer: Answer, stream: AnswerStream) -> None:
+    def __init__(
+        self,
+        answer: Answer,
+        stream: AnswerStream,
+        error_event: Callable[[Failed], bytes] = error_event,
+    ) -> None:
         self._stream = stream
+        self._error_event = error_event
         super().__init__(
             self._chunks(),
             status_code=answer.status,
@@ -98,7 +139,7 @@ class StreamedAnswer(StreamingResponse):
         async for chunk in self._stream:
             yield chunk
         if self._stream.failure is not None:
-            yield error_event(self._stream.failure)
+            yield self._error_event(self._stream.failure)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

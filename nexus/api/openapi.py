@@ -46,6 +46,21 @@ ERROR_ENVELOPE: dict[str, Any] = {
         },
     },
 }
+ANTHROPIC_ENVELOPE_REF = {"$ref": "#/components/schemas/AnthropicError"}
+ANTHROPIC_ENVELOPE: dict[str, Any] = {
+    "title": "AnthropicError",
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+        "context": ERROR_ENVELOPE["properties"]["context"],
+    },
+}
 _MESSAGE: dict[str, Any] = {
     "type": "object",
     "required": ["role"],
@@ -87,6 +102,35 @@ REQUEST_SCHEMAS: dict[RequestKind, dict[str, Any]] = {
         },
         "additionalProperties": True,
     },
+    RequestKind.MESSAGES: {
+        "title": "MessagesRequest",
+        "type": "object",
+        "required": ["model", "messages", "max_tokens"],
+        "properties": {
+            "model": {"type": "string", "minLength": 1},
+            "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "system": {"type": ["string", "array"]},
+            "stream": {"type": "boolean"},
+            "tools": {"type": "array", "items": {"type": "object"}},
+        },
+        "additionalProperties": True,
+    },
+    RequestKind.RESPONSES: {
+        "title": "ResponsesRequest",
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": {"type": "string", "minLength": 1},
+            "input": {"type": ["string", "array"]},
+            "instructions": {"type": ["string", "null"]},
+            "stream": {"type": "boolean"},
+            "max_output_tokens": _INTEGER_OR_NULL,
+            "tools": {"type": "array", "items": {"type": "object"}},
+            "previous_response_id": {"type": "null"},
+        },
+        "additionalProperties": True,
+    },
     RequestKind.EMBEDDINGS: {
         "title": "EmbeddingsRequest",
         "type": "object",
@@ -112,10 +156,11 @@ def inference_route(kind: RequestKind) -> dict[str, Any]:
     for problem, problem_class in PROBLEMS.items():
         if problem not in _NOT_ANSWERED and problem is not Problem.INTERNAL:
             descriptions.setdefault(problem_class.status, []).append(problem.value)
+    envelope = ANTHROPIC_ENVELOPE_REF if kind is RequestKind.MESSAGES else ENVELOPE_REF
     responses: dict[int | str, dict[str, Any]] = {
-        status: _error(", ".join(names)) for status, names in sorted(descriptions.items())
+        status: _error(", ".join(names), envelope) for status, names in sorted(descriptions.items())
     }
-    responses.update({status: _error(text) for status, text in _PASSED_ON.items()})
+    responses.update({status: _error(text, envelope) for status, text in _PASSED_ON.items()})
     content: dict[str, Any] = {JSON: {"schema": {"type": "object"}}}
     if kind is not RequestKind.EMBEDDINGS:
         content["text/event-stream"] = {"schema": {"type": "string"}}
@@ -153,11 +198,34 @@ def openapi_document(app: FastAPI) -> Callable[[], dict[str, Any]]:
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
             schemas["ErrorEnvelope"] = ERROR_ENVELOPE
+            schemas["AnthropicError"] = ANTHROPIC_ENVELOPE
             app.openapi_schema = document
         return app.openapi_schema
 
     return build
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": ENVELOPE_REF}}}
+def error_response_doc(description: str, envelope: dict[str, Any] = ENVELOPE_REF) -> dict[str, Any]:
+    """An error response in the OpenAPI document (OpenAI's envelope unless ``envelope``)."""
+    return {"description": description, "content": {JSON: {"schema": envelope}}}
+
+
+_error = error_response_doc
+
+
+def count_tokens_route() -> dict[str, Any]:
+    """The route arguments documenting ``POST /v1/messages/count_tokens``."""
+    schema = {
+        **REQUEST_SCHEMAS[RequestKind.MESSAGES],
+        "title": "CountTokensRequest",
+        "required": ["model", "messages"],
+    }
+    answer = {"type": "object", "required": ["input_tokens"]}
+    return {
+        "responses": {
+            200: {"description": "The input tokens.", "content": {JSON: {"schema": answer}}},
+            400: _error("The request is invalid.", ANTHROPIC_ENVELOPE_REF),
+            404: _error("No backend, alias or fallback knows the model.", ANTHROPIC_ENVELOPE_REF),
+        },
+        "openapi_extra": {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}},
+    }

@@ -26,6 +26,7 @@ from loguru import logger
 from nexus.backends.registry import Lease, Registry
 from nexus.backends.state import BackendView
 from nexus.backends.transitions import SUCCESS, Outcome
+from nexus.config.kinds import Api
 from nexus.errors import (
     BackendAtCapacity,
     UpstreamBadResponse,
@@ -35,7 +36,7 @@ from nexus.errors import (
 )
 from nexus.gateway.opener import Call, Opener
 from nexus.gateway.outcome import JSON, Answer
-from nexus.gateway.stream import RelayedStream
+from nexus.gateway.stream import ENDINGS, RelayedStream
 from nexus.headers import NexusHeaders
 from nexus.pricing import PriceTable, provider_id, stream_bound, usage_tokens
 from nexus.routing import Candidate, RoutePlan
@@ -164,6 +165,7 @@ class Attempts:
             content_type=reply.content_type or "text/event-stream",
             deadline=started + self._timeout,
             clock=self._clock,
+            endings=ENDINGS.get(call.kind, ENDINGS[Api.CHAT]),
         )
 
     def _body_cost(

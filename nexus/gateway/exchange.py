@@ -16,6 +16,7 @@ from nexus.gateway.outcome import Answer, AnswerStream, Failed, Outcome, Problem
 from nexus.headers import NexusHeaders
 from nexus.observability.events import Completed
 from nexus.routing import Rejection, RequestKind
+from nexus.upstream.relay import ANTHROPIC_HEADERS
 
 if TYPE_CHECKING:
     from nexus.gateway.service import Gateway
@@ -71,6 +72,7 @@ class Exchange:
             exact_input_tokens=requirements.input_tokens if requirements.tokens_exact else None,
             max_tokens=requirements.max_tokens,
             kind=self.kind,
+            forwarded=_forwarded(headers) if self.kind is RequestKind.MESSAGES else (),
         )
         result = await gateway.attempts.run(plan, call)
         if isinstance(result, Exhausted):
@@ -133,3 +135,8 @@ class Exchange:
                 output_tokens=output,
             )
         )
+
+
+def _forwarded(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The client's headers a native Messages backend needs (version, beta features)."""
+    return tuple((name, value) for name in ANTHROPIC_HEADERS if (value := headers.get(name)))

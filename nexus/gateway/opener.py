@@ -33,6 +33,7 @@ class Call:
     exact_input_tokens: int | None = None  # the request's tiktoken count, when exact
     max_tokens: int | None = None  # the client's output limit (see Requirements.max_tokens)
     kind: Api = Api.CHAT  # the client API the request arrived in
+    forwarded: tuple[tuple[str, str], ...] = ()  # client headers its API needs (ANTHROPIC_HEADERS)
 
 
 class Opener(Protocol):
@@ -72,7 +73,7 @@ class UpstreamOpener:
             key = read_credential(backend.api_key_env, self._environ).value
         relayed = backend.transport is Transport.RELAY
         if backend.speaks(call.kind) or (relayed and call.kind in RELAYED):
-            return await self._relay(backend, model, call, key, timeout)
+            return await self._relay(backend, model, call, key, timeout, relayed=relayed)
         if call.kind in RELAYED:  # a translated provider's chat or embeddings
             return await self._translated(backend, model, call, key, timeout)
         import nexus.upstream.bridges as bridges  # imports litellm: only when needed
@@ -88,15 +89,29 @@ class UpstreamOpener:
         )
 
     async def _relay(
-        self, backend: BackendView, model: str, call: Call, key: SecretStr | None, timeout: float
+        self,
+        backend: BackendView,
+        model: str,
+        call: Call,
+        key: SecretStr | None,
+        timeout: float,
+        *,
+        relayed: bool,
     ) -> Reply:
+        """The byte relay; a translated provider speaking the API natively (Anthropic's
+        Messages) is sent its own key header."""
         body = call.raw if model == call.model_sent else rewrite_model(call.raw, model)
         reply = await open_relay(
             self._session,
             backend=backend.name,
             url=endpoint(backend.url, call.path),
             body=body,
-            headers=request_headers(key, stream=call.stream),
+            headers=request_headers(
+                key,
+                stream=call.stream,
+                anthropic=not relayed,
+                forwarded=call.forwarded,
+            ),
             read_timeout=timeout,
             api_key_env=backend.api_key_env,
         )

@@ -1,11 +1,12 @@
 """The rest of a backend's stream after its first chunk, as the gateway passes it on.
 
 Every chunk is the backend's, unchanged. A stall past the whole-request deadline (read on the
-gateway's clock), a connection that breaks, or an SSE stream that stops without ``data: [DONE]``
-ends the iteration and leaves :attr:`RelayedStream.failure` set: the dialect's renderer then writes
-its own final error event, never a silent truncation. :meth:`RelayedStream.aclose` closes the
-upstream, releases the in-flight lease and reports the request, once, on every path (end, failure,
-client disconnect).
+gateway's clock), a connection that breaks, or an SSE stream that stops before its API's last
+event (:data:`ENDINGS`: ``data: [DONE]``, Anthropic's ``message_stop``, the Responses API's
+``response.completed``) ends the iteration and leaves :attr:`RelayedStream.failure` set: the
+dialect's renderer then writes its own final error event, never a silent truncation.
+:meth:`RelayedStream.aclose` closes the upstream, releases the in-flight lease and reports the
+request, once, on every path (end, failure, client disconnect).
 """
 
 from __future__ import annotations
@@ -16,13 +17,46 @@ from collections.abc import AsyncIterator, Callable
 from loguru import logger
 
 from nexus.backends.registry import Lease
+from nexus.config.kinds import Api
 from nexus.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from nexus.gateway.outcome import AnswerStream, Failed, Problem
 from nexus.headers import NexusHeaders
 from nexus.upstream.reply import Reply
 
-#: How many trailing bytes of a stream are kept to see its end (``data: [DONE]``).
-_TAIL = 32
+#: How many trailing bytes of a stream are kept to see its end.
+_TAIL = 64
+_EVENT = b"event: "
+#: The last event of a complete stream, by client API: the ``data: [DONE]`` sentinel, or the
+#: name of the last ``event:`` line.
+_DONE = (b"[DONE]",)
+ENDINGS: dict[Api, tuple[bytes, ...]] = {
+    Api.CHAT: _DONE,
+    Api.COMPLETIONS: _DONE,
+    Api.MESSAGES: (b"message_stop",),
+    Api.RESPONSES: (b"response.completed", b"response.incomplete", b"response.failed"),
+}
+
+
+def last_event(window: bytes) -> bytes | None:
+    """The name on the last complete ``event:`` line in ``window``, or None."""
+    start = window.rfind(_EVENT)
+    while start != -1:
+        end = window.find(b"\n", start)
+        if end != -1:
+            return window[start + len(_EVENT) : end].strip()
+        start = window.rfind(_EVENT, 0, start)
+    return None
+
+
+def complete(tail: bytes, event: bytes | None, endings: tuple[bytes, ...]) -> str | None:
+    """None when a stream whose last bytes are ``tail`` and last named event ``event`` ended as
+    its API ends one, else what it lacks. (A stream without ``event:`` lines where names are
+    expected cannot be judged by them: it counts as complete.)"""
+    if endings == _DONE:
+        return None if tail.rstrip().endswith(b"[DONE]") else "ended without 'data: [DONE]'"
+    if event is None or event in endings:
+        return None
+    return f"ended before its '{endings[0].decode()}' event"
 
 
 class RelayedStream:
@@ -39,6 +73,7 @@ class RelayedStream:
         content_type: str,
         deadline: float,
         clock: Callable[[], float],
+        endings: tuple[bytes, ...] = _DONE,
     ) -> None:
         self._first = first
         self._upstream = upstream
@@ -49,6 +84,8 @@ class RelayedStream:
         self._deadline = deadline
         self._clock = clock
         self._sse = content_type.startswith("text/event-stream")
+        self._endings = endings
+        self._named = endings != _DONE  # ends with a named event: track the names
         self.failure: Failed | None = None
         #: Told once when the stream is over (set by whoever reports the request).
         self.on_end: Callable[[AnswerStream], None] | None = None
@@ -59,14 +96,18 @@ class RelayedStream:
 
     async def _relay(self) -> AsyncIterator[bytes]:
         tail = self._first[-_TAIL:]
+        event = last_event(self._first) if self._named else None
         yield self._first
         backend = self.headers.backend or "none"
         try:
             while (chunk := await self._next(backend)) is not None:
+                if self._named:
+                    event = last_event(tail + chunk) or event
                 tail = (tail + chunk)[-_TAIL:]
                 yield chunk
-            if self._sse and not tail.rstrip().endswith(b"[DONE]"):
-                raise UpstreamBadResponse("ended without 'data: [DONE]'", backend=backend)
+            lacking = complete(tail, event, self._endings) if self._sse else None
+            if lacking is not None:
+                raise UpstreamBadResponse(lacking, backend=backend)
         except UpstreamError as exc:
             self.failure = broken(exc, self.headers)
 

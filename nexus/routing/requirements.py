@@ -24,6 +24,11 @@ _IMAGE_PARTS = frozenset({"image_url", "input_image"})
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
 
 
+_BLOCK_IMAGES = frozenset({"image", "input_image"})
+#: The kinds whose ``tools`` field asks for tool calling.
+_TOOL_KINDS = frozenset({Api.CHAT, Api.MESSAGES, Api.RESPONSES})
+
+
 class TierMode(StrEnum):
     """Strict: only the requested model (after aliases and fallbacks). Flexible: when nothing can
     serve it, another model on a backend of at least the required tier may be substituted."""
@@ -117,6 +122,10 @@ def requirements_from(
         count, vision = _embedding_tokens(body.get("input"), model), False
     elif kind is RequestKind.COMPLETIONS:
         count, vision = _prompt_tokens(body, model), False
+    elif kind is RequestKind.MESSAGES:
+        count, vision = _messages_tokens(body, model)
+    elif kind is RequestKind.RESPONSES:
+        count, vision = _responses_tokens(body, model)
     else:
         count, vision = _chat_tokens(body, model)
     return Requirements(
@@ -125,8 +134,8 @@ def requirements_from(
         kind=kind,
         stream=body.get("stream") is True,
         vision=vision,
-        tools=kind is RequestKind.CHAT and _wants_tools(body),
-        json_mode=kind is RequestKind.CHAT and _wants_json(body),
+        tools=kind in _TOOL_KINDS and _wants_tools(body),
+        json_mode=_wants_json(body, kind),
         input_tokens=count.tokens,
         tokens_exact=count.exact,
         max_tokens=output_limit(body),
@@ -151,16 +160,24 @@ def _wants_tools(body: Mapping[str, Any]) -> bool:
     return bool(body.get("tools")) or bool(body.get("functions"))
 
 
-def _wants_json(body: Mapping[str, Any]) -> bool:
-    response_format = body.get("response_format")
-    return isinstance(response_format, Mapping) and response_format.get("type") in _JSON_FORMATS
+def _wants_json(body: Mapping[str, Any], kind: RequestKind) -> bool:
+    """``response_format`` (chat) or ``text.format`` (Responses) asks for JSON output."""
+    if kind is RequestKind.CHAT:
+        wanted = body.get("response_format")
+    elif kind is RequestKind.RESPONSES:
+        text = body.get("text")
+        wanted = text.get("format") if isinstance(text, Mapping) else None
+    else:
+        return False
+    return isinstance(wanted, Mapping) and wanted.get("type") in _JSON_FORMATS
 
 
 def output_limit(body: Mapping[str, Any]) -> int | None:
     """The client's output-token limit: ``max_completion_tokens`` (OpenAI's current name), else
-    ``max_tokens``; only a positive integer counts. The one reading of it (routing, stream cost
+    ``max_tokens``, else the Responses API's ``max_output_tokens``; only a positive integer
+    counts. The one reading of it (routing, stream cost
     bounds)."""
-    for key in ("max_completion_tokens", "max_tokens"):
+    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(key)
         if type(value) is int and value > 0:
             return value
@@ -190,6 +207,86 @@ def _chat_tokens(body: Mapping[str, Any], model: str) -> tuple[tokens.TokenCount
             texts.append(_json_text(body[key]))
     count = tokens.count_texts(texts, model)
     return tokens.TokenCount(count.tokens + overhead, count.exact), vision
+
+
+def _messages_tokens(body: Mapping[str, Any], model: str) -> tuple[tokens.TokenCount, bool]:
+    """Input tokens of an Anthropic Messages request, counted with the same recipe as chat:
+    the ``system`` prompt, each message's text, tool use (name and input as JSON) and tool
+    results, and the ``tools`` definitions as JSON; whether it carries an image."""
+    texts: list[str] = []
+    overhead = tokens.REPLY_PRIMING_TOKENS
+    system = body.get("system")
+    vision = _block_texts(system, texts) if isinstance(system, list) else False
+    if isinstance(system, str):
+        texts.append(system)
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, Mapping):
+            continue
+        overhead += tokens.TOKENS_PER_MESSAGE
+        if isinstance(message.get("role"), str):
+            texts.append(message["role"])
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            vision = _block_texts(content, texts) or vision
+    if body.get("tools"):
+        texts.append(_json_text(body["tools"]))
+    count = tokens.count_texts(texts, model)
+    return tokens.TokenCount(count.tokens + overhead, count.exact), vision
+
+
+def _responses_tokens(body: Mapping[str, Any], model: str) -> tuple[tokens.TokenCount, bool]:
+    """Input tokens of a Responses request: ``instructions``, the ``input`` (a string, or items:
+    messages with text parts, function calls and their outputs) and the ``tools`` as JSON;
+    whether an input part is an image."""
+    texts: list[str] = []
+    overhead = tokens.REPLY_PRIMING_TOKENS
+    if isinstance(body.get("instructions"), str):
+        texts.append(body["instructions"])
+    items = body.get("input")
+    vision = False
+    if isinstance(items, str):
+        texts.append(items)
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        overhead += tokens.TOKENS_PER_MESSAGE
+        for key in ("role", "name", "arguments", "output"):
+            if isinstance(item.get(key), str):
+                texts.append(item[key])
+        content = item.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            vision = _block_texts(content, texts) or vision
+    if body.get("tools"):
+        texts.append(_json_text(body["tools"]))
+    count = tokens.count_texts(texts, model)
+    return tokens.TokenCount(count.tokens + overhead, count.exact), vision
+
+
+def _block_texts(blocks: list[Any], texts: list[str]) -> bool:
+    """Append the texts of content blocks (Anthropic's, or the Responses API's parts) to
+    ``texts``; True when one is an image."""
+    vision = False
+    for block in blocks:
+        if not isinstance(block, Mapping):
+            continue
+        if block.get("type") in _BLOCK_IMAGES:
+            vision = True
+        for key in ("text", "thinking", "name"):
+            if isinstance(block.get(key), str):
+                texts.append(block[key])
+        if "input" in block:
+            texts.append(_json_text(block["input"]))
+        inner = block.get("content")
+        if isinstance(inner, str):
+            texts.append(inner)
+        elif isinstance(inner, list):
+            vision = _block_texts(inner, texts) or vision
+    return vision
 
 
 def _message_texts(message: Mapping[str, Any], texts: list[str]) -> bool:

@@ -9,6 +9,16 @@ an OpenAI-compatible server's chat completions, or a provider's own API (issue 1
   chat request: a 400 naming it, never dropped; so is any field LiteLLM's text completion does
   not take.
 
+- **Anthropic Messages** (``/v1/messages``): ``litellm.anthropic_interface.messages.acreate``,
+  LiteLLM's Messages adapter, onto the backend's chat completions. Its JSON answer is a Messages
+  dict and its stream yields Anthropic's SSE events already framed; both are passed on (the model
+  named as the backend's). Top-level fields outside :data:`MESSAGES_FIELDS` are a 400.
+
+- **Responses** (``/v1/responses``): ``litellm.aresponses`` with ``use_chat_completions_api``
+  (its bridge onto chat completions; without it LiteLLM would call the backend's
+  ``/v1/responses``). Answers and stream events are LiteLLM's pydantic objects, dumped as JSON;
+  fields outside :data:`RESPONSES_FIELDS` and :data:`RESPONSES_HINTS` are a 400.
+
 Answers are LiteLLM's objects serialised in the client API's wire format; a stream's first event
 is read before the answer is returned (so a failure before it is a failover), as on the
 translated chat path.
@@ -26,7 +36,7 @@ from pydantic import SecretStr
 
 from nexus.backends.state import BackendView
 from nexus.config.kinds import Api, Transport
-from nexus.errors import UpstreamAuthError, error_body
+from nexus.errors import UpstreamAuthError, UpstreamError, error_body
 from nexus.upstream.litellm_errors import LiteLLMErrors
 from nexus.upstream.openai_wire import DONE
 from nexus.upstream.providers import Target, target, with_max_tokens
@@ -52,6 +62,55 @@ TEXT_PARAMETERS = frozenset(
         "stream_options",
         "temperature",
         "top_p",
+        "user",
+    }
+)
+
+
+#: Messages fields LiteLLM's adapter carries onto chat completions (besides model and stream).
+MESSAGES_FIELDS = frozenset(
+    {
+        "max_tokens",
+        "messages",
+        "metadata",
+        "stop_sequences",
+        "system",
+        "temperature",
+        "tool_choice",
+        "tools",
+        "top_k",
+        "top_p",
+        "thinking",
+    }
+)
+
+
+#: Responses fields LiteLLM's bridge carries onto chat completions (besides model and stream).
+RESPONSES_FIELDS = frozenset(
+    {
+        "input",
+        "instructions",
+        "max_output_tokens",
+        "parallel_tool_calls",
+        "reasoning",
+        "temperature",
+        "text",
+        "tool_choice",
+        "tools",
+        "top_p",
+    }
+)
+#: Responses fields about storage, tracking or caching, not the answer: accepted (Codex and the
+#: Agents SDK send them) and not carried by a translation (docs/providers.md).
+RESPONSES_HINTS = frozenset(
+    {
+        "include",
+        "metadata",
+        "prompt_cache_key",
+        "safety_identifier",
+        "service_tier",
+        "store",
+        "truncation",
         "user",
     }
 )
@@ -86,6 +145,10 @@ async def open_bridged(
     settings = call_settings(where, key, timeout)
     if api is Api.COMPLETIONS:
         return await _text_completion(litellm, where, body, settings, errors, stream)
+    if api is Api.MESSAGES:
+        return await _messages(litellm, where, body, settings, errors, stream)
+    if api is Api.RESPONSES:
+        return await _responses(litellm, where, body, settings, errors, stream)
     raise ValueError(f"no LiteLLM bridge for {api.value}")  # the opener never asks
 
 
@@ -124,6 +187,96 @@ async def _text_completion(
         )
     except Exception as exc:  # the border: LiteLLM's exceptions become ours
         return errors.reply_or_raise(exc)
+
+
+async def _messages(
+    litellm: ModuleType,
+    where: Target,
+    body: Mapping[str, Any],
+    settings: dict[str, Any],
+    errors: LiteLLMErrors,
+    stream: bool,
+) -> Reply:
+    unsupported = sorted(set(body) - MESSAGES_FIELDS - {"model", "stream"})
+    if unsupported:
+        message = (
+            f"'{unsupported[0]}' cannot be sent to backend '{errors.backend}': it does not "
+            "speak the Messages API and the translation onto its chat completions cannot carry "
+            "it (send it to a backend whose apis include messages)"
+        )
+        return refused(message, unsupported[0])
+    arguments = {key: body[key] for key in MESSAGES_FIELDS if key in body}
+    try:
+        response = await litellm.anthropic_interface.messages.acreate(
+            stream=stream, **settings, **arguments
+        )
+        if not stream:
+            return BodyReply(200, orjson.dumps({**response, "model": where.bare_model}))
+        return await first_event(
+            response, lambda event: _framed(event, errors.backend), b"", errors
+        )
+    except Exception as exc:  # the border: LiteLLM's exceptions become ours
+        return errors.reply_or_raise(exc)
+
+
+async def _responses(
+    litellm: ModuleType,
+    where: Target,
+    body: Mapping[str, Any],
+    settings: dict[str, Any],
+    errors: LiteLLMErrors,
+    stream: bool,
+) -> Reply:
+    known = RESPONSES_FIELDS | RESPONSES_HINTS | {"model", "stream", "previous_response_id"}
+    unsupported = sorted(set(body) - known)
+    if unsupported:
+        message = (
+            f"'{unsupported[0]}' cannot be sent to backend '{errors.backend}': it does not "
+            "speak the Responses API and the translation onto its chat completions cannot "
+            "carry it (send it to a backend whose apis include responses)"
+        )
+        return refused(message, unsupported[0])
+    arguments = {key: body[key] for key in RESPONSES_FIELDS if key in body}
+    try:
+        response = await litellm.aresponses(
+            stream=stream, use_chat_completions_api=True, **settings, **arguments
+        )
+        if not stream:
+            return BodyReply(200, orjson.dumps(_response_dict(response, where.bare_model)))
+        return await first_event(
+            response, lambda event: _response_event(event, where.bare_model), b"", errors
+        )
+    except Exception as exc:  # the border: LiteLLM's exceptions become ours
+        return errors.reply_or_raise(exc)
+
+
+def _response_dict(value: Any, model: str) -> dict[str, Any]:
+    data: dict[str, Any] = value.model_dump(mode="json", exclude_none=True)
+    data.pop("provider_specific_fields", None)
+    if data.get("object") == "response":
+        data["model"] = model
+    inner = data.get("response")
+    if isinstance(inner, dict):
+        inner.pop("provider_specific_fields", None)
+        inner["model"] = model
+    return data
+
+
+def _response_event(event: Any, model: str) -> bytes:
+    data = _response_dict(event, model)
+    return b"event: " + str(data["type"]).encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _framed(event: Any, backend: str) -> bytes | None:
+    """An SSE event LiteLLM's Messages adapter already framed. The adapter reports a failure
+    in the middle of the stream as its own ``event: error`` frame and ends normally: raised here,
+    so the gateway ends the stream with one error event of its own (or fails over, before the
+    first event)."""
+    if not isinstance(event, bytes) or not event:
+        return None
+    if event.startswith(b"event: error"):
+        raise UpstreamError("the translated stream failed", backend=backend, body=event)
+    return event
 
 
 def _text_dict(response: Any, model: str) -> dict[str, Any]:
@@ -191,6 +344,8 @@ class BridgedStream:
                     event = self._render(chunk)
                     if event is not None:
                         yield event
+            except UpstreamError:
+                raise
             except Exception as exc:  # the border: LiteLLM's exceptions become ours
                 raise self._errors.upstream(exc) from None
         if self._trailer:

@@ -40,14 +40,34 @@ def endpoint(base_url: str, path: str) -> str:
     return base + path
 
 
-def request_headers(api_key: SecretStr | None, *, stream: bool) -> dict[str, str]:
-    """Headers for one upstream attempt. ``identity`` encoding keeps the bytes relayable as-is."""
+#: The client's headers a native Messages backend receives, and the version sent without one.
+ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+def request_headers(
+    api_key: SecretStr | None,
+    *,
+    stream: bool,
+    anthropic: bool = False,
+    forwarded: tuple[tuple[str, str], ...] = (),
+) -> dict[str, str]:
+    """Headers for one upstream attempt. ``identity`` encoding keeps the bytes relayable as-is.
+    The key goes as ``Authorization: Bearer``, or as ``x-api-key`` to Anthropic's own API
+    (``anthropic``, which also gets an ``anthropic-version``); ``forwarded`` are the client's
+    headers the API needs (:data:`ANTHROPIC_HEADERS`), never its credentials."""
     headers = {
         "content-type": JSON,
         "accept": "text/event-stream" if stream else JSON,
         "accept-encoding": "identity",
     }
-    if api_key is not None:
+    if forwarded:
+        headers.update(forwarded)
+    if anthropic:
+        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
+        if api_key is not None:
+            headers["x-api-key"] = api_key.get_secret_value()
+    elif api_key is not None:
         headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
     return headers
 
@@ -142,7 +162,7 @@ async def open_relay(
         raise UpstreamError(reason, backend=backend) from None
     if not worth_failover(response.status):
         return RelayReply(response, backend)
-    secret = headers.get("authorization", "").removeprefix("Bearer ") or None
+    secret = headers.get("authorization", "").removeprefix("Bearer ") or headers.get("x-api-key")
     raise await _failure(response, backend, api_key_env, secret)
 
 

@@ -15,6 +15,9 @@ SERVED = (
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/responses",
     "/v1/models",
 )
 

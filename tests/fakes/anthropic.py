@@ -242,6 +242,10 @@ class FakeAnthropic(FakeUpstream):
         rejected = self.check_headers(request)
         if rejected is not None:
             return rejected
+        return await self.answer_messages(request)
+
+    async def answer_messages(self, request: Request) -> Response:
+        """The Messages answer to ``request`` (its headers already checked)."""
         try:
             payload = json.loads(await request.body())
         except ValueError:

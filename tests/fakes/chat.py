@@ -203,7 +203,7 @@ class OpenAICompatibleFake(FakeUpstream):
         super().__init__(models)
         self.extra_headers: dict[str, str] = {}
         #: APIs this server has (tests.fakes.dialects); the others answer 404.
-        self.serves = {"chat", "embeddings", "completions"}
+        self.serves = {"chat", "embeddings", "completions", "messages", "responses"}
         self.open_streams = 0
         self._break: _Break | None = None
 

@@ -53,12 +53,17 @@ EXAMPLES = settings(
 
 
 def envelope(ctx: Any, response: schemathesis.Response, case: Case) -> bool | None:
-    """Every error is ``{"error": {message, type, param, code}}``; never a 5xx."""
+    """Every error is ``{"error": {message, type, param, code}}`` (Anthropic's ``{"type":
+    "error", "error": {type, message}}`` on ``/v1/messages``); never a 5xx."""
     COUNTS["openapi"] += 1
     assert response.status_code < 500, response.text[:300]
     if response.status_code >= 400:
         document = json.loads(response.content)
-        assert set(document["error"]) == {"message", "type", "param", "code"}, document
+        if case.path.startswith("/v1/messages"):
+            assert document.get("type") == "error", (response.status_code, document)
+            assert set(document["error"]) == {"type", "message"}, document
+        else:
+            assert set(document["error"]) == {"message", "type", "param", "code"}, document
     return None
 
 
