@@ -67,7 +67,7 @@ class Metrics:
     def __init__(self, snapshot: Callable[[], Snapshot], model_label: Callable[[str], str]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._model_label = model_label
-        self._series: dict[tuple[str, str, str, str], _Series] = {}
+        self._series: dict[tuple[str, str, str, str, str], _Series] = {}
         self._define_per_request(self.registry)
         self._define_per_event(self.registry)
         self.registry.register(BackendGauges(snapshot))
@@ -77,8 +77,8 @@ class Metrics:
         by_model = ["backend", "model"]
         self._requests = Counter(
             "nexus_requests_total",
-            "Responses of the chat and embeddings endpoints, errors and streams included.",
-            ["backend", "model", "status", "route_reason"],
+            "Responses of the inference endpoints, errors and streams included, by client API.",
+            ["backend", "model", "status", "route_reason", "api"],
             registry=r,
         )
         self._duration = Histogram(
@@ -142,7 +142,7 @@ class Metrics:
         model = self._model_label(event.model)
         backend = backend_label(event.backend)
         code = status_class(event.status)
-        key = (backend, model, code, event.route_reason or NONE)
+        key = (backend, model, code, event.route_reason or NONE, event.endpoint)
         series = self._series.get(key) or self._new_series(key)
         series.requests.inc()
         series.duration.observe(event.duration_s)
@@ -173,8 +173,8 @@ class Metrics:
         """The Prometheus text format of every metric now."""
         return generate_latest(self.registry)
 
-    def _new_series(self, key: tuple[str, str, str, str]) -> _Series:
-        backend, model, _, _ = key
+    def _new_series(self, key: tuple[str, str, str, str, str]) -> _Series:
+        backend, model = key[:2]
         series = _Series(
             requests=self._requests.labels(*key),
             duration=self._duration.labels(backend, model),

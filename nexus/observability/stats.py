@@ -1,4 +1,4 @@
-"""Real request counts for ``GET /v1/stats``: totals, per backend and per model.
+"""Real request counts for ``GET /v1/stats``: totals, per backend, per model and per client API.
 
 ``success`` counts 2xx responses and ``errors`` every other response, client errors included
 (the reference reported ``errors: 0`` always). A stream counts once, when it ended; one the
@@ -45,6 +45,7 @@ class _Counts:
     streams_broken: int
     backends: dict[str, Tally]
     models: dict[str, Tally]
+    apis: dict[str, Tally]
 
 
 class Stats:
@@ -57,6 +58,7 @@ class Stats:
         self.streams_broken = 0
         self.backends: dict[str, Tally] = {}
         self.models: dict[str, Tally] = {}
+        self.apis: dict[str, Tally] = {}
         self.remote: dict[str, int] = {}  # other replicas' flat counters (shared state)
         self.scope: dict[str, Any] = {"state": "memory"}  # shown as ``process``
 
@@ -69,16 +71,20 @@ class Stats:
         if event.backend is not None:
             self.backends.setdefault(event.backend, Tally()).add(ok)
         self.models.setdefault(self._model_label(event.model), Tally()).add(ok)
+        self.apis.setdefault(event.endpoint, Tally()).add(ok)
 
     def flat(self) -> dict[str, int]:
         """This process's counters as flat fields (see :data:`SEP`), for shared state."""
         fields = {f"class{SEP}{code}": count for code, count in self.by_class.items()}
         fields["streams"], fields["streams_broken"] = self.streams, self.streams_broken
-        for kind, tallies in (("backend", self.backends), ("model", self.models)):
+        for kind, tallies in self._tallies():
             for name, tally in tallies.items():
                 fields[f"{kind}{SEP}{name}{SEP}requests"] = tally.requests
                 fields[f"{kind}{SEP}{name}{SEP}errors"] = tally.errors
         return fields
+
+    def _tallies(self) -> tuple[tuple[str, dict[str, Tally]], ...]:
+        return (("backend", self.backends), ("model", self.models), ("api", self.apis))
 
     def body(self, snapshot: Snapshot, *, uptime_seconds: float) -> dict[str, Any]:
         """The ``/v1/stats`` document (README, "HTTP API"), plus errors by status class, stream
@@ -102,6 +108,10 @@ class Stats:
             },
             "backends": _backends(snapshot, counts.backends),
             "models": _models(snapshot, counts.models),
+            "apis": [
+                {"name": name, "requests": tally.requests, "errors": tally.errors}
+                for name, tally in sorted(counts.apis.items())
+            ],
             "process": {"pid": os.getpid(), **self.scope},
         }
 
@@ -109,25 +119,30 @@ class Stats:
         """This process's counts plus the other replicas' (:attr:`remote`)."""
         if not self.remote:
             return _Counts(
-                self.by_class, self.streams, self.streams_broken, self.backends, self.models
+                self.by_class,
+                self.streams,
+                self.streams_broken,
+                self.backends,
+                self.models,
+                self.apis,
             )
         counts = _Counts(
             Counter(self.by_class),
             self.streams,
             self.streams_broken,
-            {name: Tally(t.requests, t.errors) for name, t in self.backends.items()},
-            {name: Tally(t.requests, t.errors) for name, t in self.models.items()},
-        )
+            *({name: Tally(t.requests, t.errors) for name, t in tallies.items()}
+              for _, tallies in self._tallies()),
+        )  # fmt: skip
+        by_kind = {"backend": counts.backends, "model": counts.models, "api": counts.apis}
         for field, count in self.remote.items():
             kind, _, rest = field.partition(SEP)
             if kind == "class":
                 counts.by_class[rest] += count
             elif kind in ("streams", "streams_broken"):
                 setattr(counts, kind, getattr(counts, kind) + count)
-            elif kind in ("backend", "model"):
+            elif kind in by_kind:
                 name, _, what = rest.rpartition(SEP)
-                tallies = counts.backends if kind == "backend" else counts.models
-                tally = tallies.setdefault(name, Tally())
+                tally = by_kind[kind].setdefault(name, Tally())
                 if what == "requests":
                     tally.requests += count
                 elif what == "errors":

@@ -17,7 +17,7 @@ from tests.observability.observed import observed, parse, scrape, value
 
 #: The public surface: every metric, its type and its label names. Changing it is a contract change.
 PINNED = {
-    "nexus_requests_total": ("counter", {"backend", "model", "status", "route_reason"}),
+    "nexus_requests_total": ("counter", {"backend", "model", "status", "route_reason", "api"}),
     "nexus_request_duration_seconds": ("histogram", {"backend", "model"}),
     "nexus_time_to_first_byte_seconds": ("histogram", {"backend", "model"}),
     "nexus_streams_total": ("counter", {"backend", "model"}),
@@ -107,8 +107,8 @@ def test_cost_tokens_fallbacks_and_stream_breaks_from_events() -> None:
     assert value(samples, "nexus_stream_breaks_total", backend="a") == 1
     assert value(samples, "nexus_fallbacks_total", model="m", fallback_model="m2") == 1
     reasons = {"backend": "a", "model": "m", "route_reason": "capability-match"}
-    assert value(samples, "nexus_requests_total", **reasons, status="2xx") == 2
-    assert value(samples, "nexus_requests_total", **reasons, status="4xx") == 1
+    assert value(samples, "nexus_requests_total", api="chat", **reasons, status="2xx") == 2
+    assert value(samples, "nexus_requests_total", api="chat", **reasons, status="4xx") == 1
 
 
 def test_model_labels_are_bounded_to_known_models() -> None:
@@ -157,11 +157,11 @@ async def test_values_match_success_failover_stream_and_errors(start_fake) -> No
         samples = await scrape(gw)
     assert [r.status_code for r in (ok, stream, unknown, malformed)] == [200, 200, 404, 400]
     served = {"backend": "b", "model": "m", "status": "2xx", "route_reason": "failover"}
-    assert value(samples, "nexus_requests_total", **served) == 2
+    assert value(samples, "nexus_requests_total", api="chat", **served) == 2
     unknown_labels = {"backend": "none", "model": "other", "status": "4xx", "route_reason": "none"}
-    assert value(samples, "nexus_requests_total", **unknown_labels) == 1
+    assert value(samples, "nexus_requests_total", api="chat", **unknown_labels) == 1
     malformed_labels = {**unknown_labels, "model": "none"}
-    assert value(samples, "nexus_requests_total", **malformed_labels) == 1
+    assert value(samples, "nexus_requests_total", api="chat", **malformed_labels) == 1
     assert sum(v for (name, _), v in samples.items() if name == "nexus_requests_total") == 4
     bm = {"backend": "b", "model": "m"}
     assert value(samples, "nexus_request_duration_seconds_count", **bm) == 2
@@ -187,7 +187,20 @@ async def test_upstream_errors_and_broken_streams_are_counted(start_fake) -> Non
         samples = await scrape(gw)
     assert (broken.status_code, failed.status_code) == (200, 500)
     labels = {"backend": "a", "model": "m", "route_reason": "capability-match"}
-    assert value(samples, "nexus_requests_total", **labels, status="2xx") == 1
-    assert value(samples, "nexus_requests_total", **labels, status="5xx") == 1
+    assert value(samples, "nexus_requests_total", api="chat", **labels, status="2xx") == 1
+    assert value(samples, "nexus_requests_total", api="chat", **labels, status="5xx") == 1
     assert value(samples, "nexus_stream_breaks_total", backend="a") == 1
     assert value(samples, "nexus_failovers_total", model="m") == 0
+
+
+def test_requests_are_counted_by_client_api() -> None:
+    metrics = metrics_for(registry("a"))
+    metrics.completed(event(endpoint="messages"))
+    metrics.completed(event(endpoint="messages", status=503, backend=None))
+    metrics.completed(event(endpoint="responses"))
+    samples = parse(metrics.exposition().decode())
+    labels = {"backend": "a", "model": "m", "status": "2xx", "route_reason": "capability-match"}
+    assert value(samples, "nexus_requests_total", **labels, api="messages") == 1
+    assert value(samples, "nexus_requests_total", **labels, api="responses") == 1
+    down = {**labels, "backend": "none", "status": "5xx"}
+    assert value(samples, "nexus_requests_total", **down, api="messages") == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from nexus.backends.state import Snapshot
 from nexus.observability.history import History
+from nexus.observability.stats import SEP, Stats
 from tests.api.gateway import CHAT, chat_body
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import FakeModel
@@ -66,3 +68,15 @@ def test_history_keeps_the_last_100() -> None:
     assert entries[0]["request_id"] == "r149" and entries[-1]["request_id"] == "r50"
     assert len(entries[0]["model"]) == 256
     assert history.version == 150
+
+
+def test_stats_count_requests_by_client_api() -> None:
+    stats = Stats(lambda name: name)
+    stats.completed(event(endpoint="messages"))
+    stats.completed(event(endpoint="messages", status=400))
+    stats.completed(event(endpoint="chat"))
+    stats.remote = {f"api{SEP}responses{SEP}requests": 2, f"api{SEP}responses{SEP}errors": 1}
+    body = stats.body(Snapshot(backends=(), taken_at=0.0), uptime_seconds=1)
+    apis = {row["name"]: (row["requests"], row["errors"]) for row in body["apis"]}
+    assert apis == {"chat": (1, 0), "messages": (2, 1), "responses": (2, 1)}
+    assert stats.flat()[f"api{SEP}messages{SEP}errors"] == 1
