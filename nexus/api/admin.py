@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 
 from nexus.api.context import gateway_of
 from nexus.backends.state import BackendView
+from nexus.config.kinds import Api
 
 router = APIRouter(tags=["admin"])
 
@@ -33,6 +34,7 @@ def backend_json(backend: BackendView) -> dict[str, Any]:
         "location": backend.kind.location.value,
         "max_concurrent": backend.max_concurrent,
         "discovered": backend.discovered,
+        "apis": sorted(api.value for api in Api if backend.speaks(api)),
     }
 
 

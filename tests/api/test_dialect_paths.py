@@ -98,3 +98,12 @@ async def test_any_other_v1_path_names_itself_and_what_is_served(fake, method, p
     assert response.headers["x-nexus-backend"] == "none"
     assert len(response.headers["x-request-id"]) >= 8
     assert fake.requests_to(path) == []
+
+
+async def test_backends_say_which_apis_they_speak_natively(fake) -> None:
+    extra = {"name": "edge", "type": "llamacpp", "url": fake.url, "apis": ["chat", "responses"]}
+    async with gateway([*backends(fake), extra]) as gw:
+        data = (await gw.client.get("/v1/backends")).json()["data"]
+    listed = {b["name"]: b["apis"] for b in data}
+    assert listed["local"] == ["chat", "completions", "embeddings", "responses"]
+    assert listed["edge"] == ["chat", "responses"]
