@@ -239,15 +239,20 @@ class PriceTable:
 
 
 def usage_tokens(body: bytes) -> tuple[int, int] | None:
-    """(input, output) tokens from the ``usage`` of an OpenAI-shaped JSON answer (chat or
-    embeddings: output 0), or None when the body has no usable usage."""
+    """(input, output) tokens from the ``usage`` of a JSON answer: OpenAI's chat or embeddings
+    (``prompt_tokens``/``completion_tokens``; embeddings: output 0), or Anthropic Messages and
+    the Responses API (``input_tokens``/``output_tokens``; Anthropic's cache reads and writes
+    are not priced); None when the body has no usable usage."""
     try:
         usage = orjson.loads(body).get("usage")
     except (orjson.JSONDecodeError, AttributeError):
         return None
     if not isinstance(usage, dict):
         return None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
+    if "prompt_tokens" in usage:
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
+    else:
+        prompt, completion = usage.get("input_tokens"), usage.get("output_tokens", 0)
     if type(prompt) is not int or type(completion) is not int or min(prompt, completion) < 0:
         return None
     return prompt, completion

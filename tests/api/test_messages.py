@@ -228,3 +228,12 @@ async def test_count_tokens_counts_the_request_text(claude) -> None:
     assert invalid.status_code == 400
     assert anthropic_error(invalid)["error"]["type"] == "invalid_request_error"
     assert claude.requests_to(MESSAGES) == []
+
+
+async def test_a_cloud_answer_carries_its_estimated_cost(claude) -> None:
+    async with gateway([anthropic_backend(claude)], environ=ENVIRON) as gw:
+        response = await gw.client.post(MESSAGES, json=request(text="word " * 400))
+    usage = response.json()["usage"]
+    expected = usage["input_tokens"] * 3e-6 + usage["output_tokens"] * 15e-6  # Sonnet 4.5
+    assert expected > 0.001
+    assert response.headers["x-nexus-cost-estimated"] == f"{expected:.4f}"
