@@ -175,3 +175,19 @@ def error_body(
     if context is not None:
         body["context"] = context
     return orjson.dumps(body)
+
+
+def anthropic_error_body(
+    message: str,
+    *,
+    error_type: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+    context: dict[str, Any] | None = None,
+) -> bytes:
+    """Render Anthropic's error envelope ``{"type": "error", "error": {type, message}}``
+    (``code`` and ``param`` have no place in it); ``context`` beside ``error`` when given."""
+    body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
+    if context is not None:
+        body["context"] = context
+    return orjson.dumps(body)

@@ -12,7 +12,7 @@ import orjson
 from starlette.responses import Response
 
 from nexus.api.openai_dialect import JSON, StreamedAnswer, parse_object
-from nexus.errors import InvalidRequest
+from nexus.errors import InvalidRequest, anthropic_error_body
 from nexus.gateway import Failed, Outcome
 from nexus.routing import RequestKind
 
@@ -71,16 +71,6 @@ def error_type(status: int) -> str:
     return ERROR_TYPES.get(status, "api_error")
 
 
-def error_body(failed: Failed) -> bytes:
-    body: dict[str, Any] = {
-        "type": "error",
-        "error": {"type": error_type(failed.status), "message": failed.message},
-    }
-    if failed.context is not None:
-        body["context"] = failed.context
-    return orjson.dumps(body)
-
-
 def error_response(failed: Failed) -> Response:
     """``failed`` in Anthropic's envelope; a backend's own error passes on when it already is
     one (a native Anthropic or Ollama backend), else it is re-worded into one."""
@@ -89,7 +79,9 @@ def error_response(failed: Failed) -> Response:
         headers["retry-after"] = str(failed.retry_after)
     body = failed.upstream_body
     if body is None or not _anthropic_shaped(body):
-        body = error_body(failed)
+        body = anthropic_error_body(
+            failed.message, error_type=error_type(failed.status), context=failed.context
+        )
     return Response(body, failed.status, headers, media_type=JSON)
 
 

@@ -26,8 +26,7 @@ translated chat path.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
-from types import ModuleType
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -36,7 +35,7 @@ from pydantic import SecretStr
 
 from nexus.backends.state import BackendView
 from nexus.config.kinds import Api, Transport
-from nexus.errors import UpstreamAuthError, UpstreamError, error_body
+from nexus.errors import UpstreamAuthError, UpstreamError, anthropic_error_body, error_body
 from nexus.upstream.litellm_errors import LiteLLMErrors
 from nexus.upstream.openai_wire import DONE
 from nexus.upstream.providers import Target, target, with_max_tokens
@@ -137,115 +136,105 @@ async def open_bridged(
     """Send ``body`` (a request in client API ``api``) to ``backend`` for ``model`` through
     LiteLLM, and return the answer in ``api``'s wire format, or raise an UpstreamError."""
     where = bridge_target(backend, model)
-    errors = LiteLLMErrors(backend.name, where.provider, backend.api_key_env, api_key, model)
+    envelope = anthropic_error_body if api is Api.MESSAGES else error_body
+    errors = LiteLLMErrors(
+        backend.name, where.provider, backend.api_key_env, api_key, model, envelope
+    )
     if api_key is None and backend.api_key_env is not None:
         raise UpstreamAuthError(f"API key missing ({backend.api_key_env})", backend=backend.name)
+    refusal = _uncarried(body, api, backend.name, chat=where.provider == CHAT_PROVIDER)
+    if refusal is not None:
+        return BodyReply(
+            400, envelope(refusal[1], error_type="invalid_request_error", param=refusal[0])
+        )
     litellm = await litellm_module()
     key = api_key.get_secret_value() if api_key is not None else "none"
     settings = call_settings(where, key, timeout)
+    model = where.bare_model
     if api is Api.COMPLETIONS:
-        return await _text_completion(litellm, where, body, settings, errors, stream)
-    if api is Api.MESSAGES:
-        return await _messages(litellm, where, body, settings, errors, stream)
-    if api is Api.RESPONSES:
-        return await _responses(litellm, where, body, settings, errors, stream)
-    raise ValueError(f"no LiteLLM bridge for {api.value}")  # the opener never asks
-
-
-def refused(message: str, param: str) -> BodyReply:
-    return BodyReply(400, error_body(message, error_type="invalid_request_error", param=param))
-
-
-async def _text_completion(
-    litellm: ModuleType,
-    where: Target,
-    body: Mapping[str, Any],
-    settings: dict[str, Any],
-    errors: LiteLLMErrors,
-    stream: bool,
-) -> Reply:
-    unsupported = sorted(set(body) - TEXT_PARAMETERS - {"model", "prompt", "stream"})
-    if body.get("suffix") is not None:
-        unsupported = ["suffix", *(name for name in unsupported if name != "suffix")]
-    if unsupported:
-        message = (
-            f"'{unsupported[0]}' cannot be sent to backend '{errors.backend}': it does not "
-            "speak /v1/completions, so the prompt goes to its chat completions, which have no "
-            f"such field (send it to a backend whose apis include completions)"
-        )
-        return refused(message, unsupported[0])
-    chosen = {key: value for key, value in body.items() if key in TEXT_PARAMETERS}
-    arguments = with_max_tokens(chosen, OUTPUT_LIMITS, where)
-    try:
-        response = await litellm.atext_completion(
+        chosen = {name: body[name] for name in TEXT_PARAMETERS if name in body}
+        arguments = with_max_tokens(chosen, OUTPUT_LIMITS, where)
+        call = litellm.atext_completion(
             prompt=body["prompt"], stream=stream, **settings, **arguments
         )
-        if not stream:
-            return BodyReply(200, _text_json(response, where.bare_model))
-        return await first_event(
-            response, lambda chunk: _text_event(chunk, where.bare_model), DONE, errors
+        return await _bridge(
+            call, stream, errors, lambda r: _text_json(r, model), lambda c: _text_event(c, model)
         )
-    except Exception as exc:  # the border: LiteLLM's exceptions become ours
-        return errors.reply_or_raise(exc)
+    if api is Api.MESSAGES:
+        arguments = {name: body[name] for name in MESSAGES_FIELDS if name in body}
+        call = litellm.anthropic_interface.messages.acreate(stream=stream, **settings, **arguments)
+        return await _bridge(
+            call,
+            stream,
+            errors,
+            lambda r: orjson.dumps({**r, "model": model}),
+            lambda e: _framed(e, backend.name),
+            trailer=b"",
+        )
+    arguments = {name: body[name] for name in RESPONSES_FIELDS if name in body}
+    call = litellm.aresponses(stream=stream, use_chat_completions_api=True, **settings, **arguments)
+    return await _bridge(
+        call,
+        stream,
+        errors,
+        lambda r: orjson.dumps(_response_dict(r, model)),
+        lambda e: _response_event(e, model),
+        trailer=b"",
+    )
 
 
-async def _messages(
-    litellm: ModuleType,
-    where: Target,
-    body: Mapping[str, Any],
-    settings: dict[str, Any],
-    errors: LiteLLMErrors,
+#: What each bridged API accepts: the fields carried, plus those accepted and not carried.
+ACCEPTED = {
+    Api.COMPLETIONS: TEXT_PARAMETERS | {"prompt"},
+    Api.MESSAGES: MESSAGES_FIELDS,
+    Api.RESPONSES: RESPONSES_FIELDS | RESPONSES_HINTS | {"previous_response_id"},
+}
+_NAMES = {Api.COMPLETIONS: "/v1/completions", Api.MESSAGES: "Messages", Api.RESPONSES: "Responses"}
+
+
+def _uncarried(
+    body: Mapping[str, Any], api: Api, backend: str, *, chat: bool
+) -> tuple[str, str] | None:
+    """The first field of ``body`` the translation of ``api`` cannot carry and why, or None.
+    ``suffix`` comes first (fill-in-the-middle has no place in a chat request); Messages'
+    ``thinking`` cannot reach chat completions (LiteLLM would send ``reasoning_effort``, which
+    the OpenAI-compatible chat client refuses)."""
+    unsupported = sorted(set(body) - ACCEPTED[api] - {"model", "stream"})
+    if api is Api.COMPLETIONS and body.get("suffix") is not None:
+        unsupported.insert(0, "suffix")
+    if api is Api.MESSAGES and chat and _thinking(body.get("thinking")):
+        unsupported.insert(0, "thinking")
+    if not unsupported:
+        return None
+    name = unsupported[0]
+    message = (
+        f"'{name}' cannot be sent to backend '{backend}': it does not speak the {_NAMES[api]} "
+        "API natively and the translation onto its chat completions cannot carry it (send it "
+        f"to a backend whose apis include {api.value})"
+    )
+    return name, message
+
+
+def _thinking(value: Any) -> bool:
+    """Whether a Messages ``thinking`` setting asks for extended thinking."""
+    return isinstance(value, Mapping) and value.get("type") not in (None, "disabled")
+
+
+async def _bridge(
+    call: Awaitable[Any],
     stream: bool,
-) -> Reply:
-    unsupported = sorted(set(body) - MESSAGES_FIELDS - {"model", "stream"})
-    if unsupported:
-        message = (
-            f"'{unsupported[0]}' cannot be sent to backend '{errors.backend}': it does not "
-            "speak the Messages API and the translation onto its chat completions cannot carry "
-            "it (send it to a backend whose apis include messages)"
-        )
-        return refused(message, unsupported[0])
-    arguments = {key: body[key] for key in MESSAGES_FIELDS if key in body}
-    try:
-        response = await litellm.anthropic_interface.messages.acreate(
-            stream=stream, **settings, **arguments
-        )
-        if not stream:
-            return BodyReply(200, orjson.dumps({**response, "model": where.bare_model}))
-        return await first_event(
-            response, lambda event: _framed(event, errors.backend), b"", errors
-        )
-    except Exception as exc:  # the border: LiteLLM's exceptions become ours
-        return errors.reply_or_raise(exc)
-
-
-async def _responses(
-    litellm: ModuleType,
-    where: Target,
-    body: Mapping[str, Any],
-    settings: dict[str, Any],
     errors: LiteLLMErrors,
-    stream: bool,
+    whole: Callable[[Any], bytes],
+    event: Callable[[Any], bytes | None],
+    trailer: bytes = DONE,
 ) -> Reply:
-    known = RESPONSES_FIELDS | RESPONSES_HINTS | {"model", "stream", "previous_response_id"}
-    unsupported = sorted(set(body) - known)
-    if unsupported:
-        message = (
-            f"'{unsupported[0]}' cannot be sent to backend '{errors.backend}': it does not "
-            "speak the Responses API and the translation onto its chat completions cannot "
-            "carry it (send it to a backend whose apis include responses)"
-        )
-        return refused(message, unsupported[0])
-    arguments = {key: body[key] for key in RESPONSES_FIELDS if key in body}
+    """Await LiteLLM's ``call``: its answer rendered by ``whole``, or its stream (read up to the
+    first event) rendered by ``event`` and ended by ``trailer``; its exceptions become ours."""
     try:
-        response = await litellm.aresponses(
-            stream=stream, use_chat_completions_api=True, **settings, **arguments
-        )
+        response = await call
         if not stream:
-            return BodyReply(200, orjson.dumps(_response_dict(response, where.bare_model)))
-        return await first_event(
-            response, lambda event: _response_event(event, where.bare_model), b"", errors
-        )
+            return BodyReply(200, whole(response))
+        return await first_event(response, event, trailer, errors)
     except Exception as exc:  # the border: LiteLLM's exceptions become ours
         return errors.reply_or_raise(exc)
 

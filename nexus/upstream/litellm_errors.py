@@ -7,7 +7,7 @@ out, LiteLLM's advice rewritten: :mod:`.advice`); anything else an
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from loguru import logger
@@ -29,6 +29,15 @@ from nexus.upstream.reply import BodyReply, Reply
 JSON = "application/json"
 
 
+class Envelope(Protocol):
+    """An error envelope writer: :func:`~nexus.errors.error_body` (OpenAI's) or
+    :func:`~nexus.errors.anthropic_error_body`."""
+
+    def __call__(
+        self, message: str, *, error_type: str, code: str | None = ..., param: str | None = ...
+    ) -> bytes: ...
+
+
 class LiteLLMErrors:
     """Maps LiteLLM's exceptions for one backend, by type and status code."""
 
@@ -39,7 +48,9 @@ class LiteLLMErrors:
         key_env: str | None,
         api_key: SecretStr | None,
         model: str = "",
+        envelope: Envelope = error_body,
     ) -> None:
+        self.envelope = envelope  # how a client error is written (the client API's envelope)
         self.backend = backend
         self.provider = provider
         self.model = model
@@ -104,9 +115,12 @@ class LiteLLMErrors:
             text, backend=self.backend, provider=self.provider, model=self.model
         )
         code = "model_not_found" if status == 404 else None
-        return error_body(
+        error_type = (
+            "not_found_error" if status == 404 and self.envelope is not error_body else None
+        )
+        return self.envelope(
             refusal.message[:2000],
-            error_type="invalid_request_error",
+            error_type=error_type or "invalid_request_error",
             code=code,
             param=refusal.param,
         )

@@ -137,3 +137,22 @@ async def test_a_translated_stream_that_breaks_ends_with_one_error_event(plain) 
     assert [name for name, _ in seen].count("error") == 1
     assert seen[-1][0] == "error" and seen[-1][1]["error"]["type"] == "api_error"
     assert "message_stop" not in [name for name, _ in seen]
+
+
+async def test_a_field_the_translation_cannot_carry_is_an_anthropic_400(plain) -> None:
+    body = request("qwen3", container={"id": "c1"})
+    async with gateway([backend(plain)]) as gw:
+        response = await gw.client.post(MESSAGES, json=body)
+    assert response.status_code == 400
+    error = anthropic_error(response)["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "'container'" in error["message"] and "plain" in error["message"]
+    assert plain.requests_to(CHAT) == []
+
+
+async def test_a_backend_400_is_an_anthropic_400(plain) -> None:
+    plain.respond(400, json_body={"error": {"message": "bad temperature"}}, path=CHAT)
+    async with gateway([backend(plain)]) as gw:
+        response = await gw.client.post(MESSAGES, json=request("qwen3"))
+    assert response.status_code == 400
+    assert "bad temperature" in anthropic_error(response)["error"]["message"]

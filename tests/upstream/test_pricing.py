@@ -83,7 +83,7 @@ def test_usage_tokens_from_bodies() -> None:
     embeddings = b'{"usage": {"prompt_tokens": 7, "total_tokens": 7}}'
     assert usage_tokens(chat) == (10, 4)
     assert usage_tokens(embeddings) == (7, 0)
-    messages = b'{"usage": {"input_tokens": 12, "cache_read_input_tokens": 900, "output_tokens": 5}}'
+    messages = b'{"usage": {"input_tokens": 12, "cache_read_input_tokens": 9, "output_tokens": 5}}'
     responses = b'{"usage": {"input_tokens": 9, "output_tokens": 3, "total_tokens": 12}}'
     assert usage_tokens(messages) == (12, 5)  # cached reads are not priced
     assert usage_tokens(responses) == (9, 3)
