@@ -137,12 +137,12 @@ async def open_bridged(
     LiteLLM, and return the answer in ``api``'s wire format, or raise an UpstreamError."""
     where = bridge_target(backend, model)
     envelope = anthropic_error_body if api is Api.MESSAGES else error_body
-    errors = LiteLLMErrors(
-        backend.name, where.provider, backend.api_key_env, api_key, model, envelope
-    )
+    chat = where.provider == CHAT_PROVIDER
+    label = backend.kind.name if chat else where.provider  # as errors name it, not lm_studio
+    errors = LiteLLMErrors(backend.name, label, backend.api_key_env, api_key, model, envelope)
     if api_key is None and backend.api_key_env is not None:
         raise UpstreamAuthError(f"API key missing ({backend.api_key_env})", backend=backend.name)
-    refusal = _uncarried(body, api, backend.name, chat=where.provider == CHAT_PROVIDER)
+    refusal = _uncarried(body, api, backend.name, chat=chat)
     if refusal is not None:
         return BodyReply(
             400, envelope(refusal[1], error_type="invalid_request_error", param=refusal[0])
