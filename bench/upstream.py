@@ -1,11 +1,14 @@
 """A fast fake OpenAI-compatible upstream for the benchmark, run as its own process.
 
-``python -m bench.upstream --port 18000 [--impl asgi|aiohttp] [--chunks 20] [--slow-delay-ms 50]``
+``python -m bench.upstream --port 18000 [--impl asgi|aiohttp] [--chunks 20] [--slow-delay-ms 50]
+[--chat-only]``
 
 Answers ``GET /v1/models`` (``bench-model`` and ``bench-slow``), and ``POST /v1/chat/completions``
 with a ~500-byte JSON completion, or with an SSE stream of ``--chunks`` chunks plus ``[DONE]``
 when the body asks for ``"stream": true``. A request for ``bench-slow`` streams with
-``--slow-delay-ms`` between chunks (the concurrent-streams ramp). Everything else is 404.
+``--slow-delay-ms`` between chunks (the concurrent-streams ramp). ``POST /v1/messages`` answers a
+fixed Anthropic Messages JSON and ``POST /v1/responses`` a fixed Responses JSON of the same size
+(JSON only: ``bench/dialects.py``'s native path), unless ``--chat-only``. Everything else is 404.
 The bodies are built once at start-up: a request costs a byte search and a write.
 
 Two servers with the same behaviour: a raw ASGI app on uvicorn (uvloop, httptools) and an aiohttp
@@ -34,12 +37,14 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+CONTENT = (
+    "Hello! This short answer comes from a fake upstream, so that the benchmark "
+    "measures the gateway."
+)
+
+
 def completion_body() -> bytes:
     """A realistic non-streaming completion of about 500 bytes."""
-    content = (
-        "Hello! This short answer comes from a fake upstream, so that the benchmark "
-        "measures the gateway."
-    )
     body = {
         "id": "chatcmpl-bench0000000000000000000001",
         "object": "chat.completion",
@@ -49,7 +54,7 @@ def completion_body() -> bytes:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
+                "message": {"role": "assistant", "content": CONTENT, "refusal": None},
                 "logprobs": None,
                 "finish_reason": "stop",
             }
@@ -60,6 +65,49 @@ def completion_body() -> bytes:
             "total_tokens": 55,
             "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
+    return orjson.dumps(body)
+
+
+def message_body() -> bytes:
+    """A non-streaming Anthropic Messages answer (about 350 bytes)."""
+    body = {
+        "id": "msg_bench000000000000000001",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [{"type": "text", "text": CONTENT}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 24, "output_tokens": 31},
+    }
+    return orjson.dumps(body)
+
+
+def response_body() -> bytes:
+    """A non-streaming OpenAI Responses answer (about 500 bytes)."""
+    body = {
+        "id": "resp_bench000000000000000001",
+        "object": "response",
+        "created_at": CREATED,
+        "status": "completed",
+        "model": MODEL,
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_bench000000000000000001",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": CONTENT, "annotations": []}],
+            }
+        ],
+        "usage": {
+            "input_tokens": 24,
+            "output_tokens": 31,
+            "total_tokens": 55,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
         },
     }
     return orjson.dumps(body)
@@ -109,17 +157,26 @@ class Replies:
     chunks: tuple[bytes, ...]
     models: bytes
     slow_delay: float
+    #: ``POST`` path -> fixed JSON answer of the other client APIs (empty with ``--chat-only``).
+    dialects: dict[str, bytes]
 
     @classmethod
-    def build(cls, chunks: int, slow_delay_ms: float) -> Replies:
+    def build(cls, chunks: int, slow_delay_ms: float, chat_only: bool = False) -> Replies:
+        dialects = {} if chat_only else {MESSAGES: message_body(), RESPONSES: response_body()}
         return cls(
-            completion_body(), tuple(stream_chunks(chunks)), models_body(), slow_delay_ms / 1000
+            completion_body(),
+            tuple(stream_chunks(chunks)),
+            models_body(),
+            slow_delay_ms / 1000,
+            dialects,
         )
 
     def delay_for(self, body: bytes) -> float:
         return self.slow_delay if SLOW_MODEL.encode() in body else 0.0
 
 
+MESSAGES = "/v1/messages"
+RESPONSES = "/v1/responses"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 NOT_FOUND = b'{"error":{"message":"not found","type":"invalid_request_error"}}'
@@ -138,6 +195,8 @@ def asgi_app(replies: Replies) -> Callable[[Scope, Receive, Send], Awaitable[Non
                 await _asgi_stream(send, replies.chunks, replies.delay_for(body))
                 return
             await _asgi_reply(send, 200, replies.completion)
+        elif method == "POST" and path in replies.dialects:
+            await _asgi_reply(send, 200, replies.dialects[path])
         elif method == "GET" and path == "/v1/models":
             await _asgi_reply(send, 200, replies.models)
         else:
@@ -208,9 +267,18 @@ def serve_aiohttp(port: int, replies: Replies, keep_alive: float) -> None:
     async def models(_request: web.Request) -> web.Response:
         return web.Response(body=replies.models, content_type="application/json")
 
+    def fixed(answer: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response(body=answer, content_type="application/json")
+
+        return handler
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
+    for path, answer in replies.dialects.items():
+        app.router.add_post(path, fixed(answer))
     web.run_app(
         app,
         host="127.0.0.1",
@@ -235,8 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         default=5.0,
         help="idle keep-alive seconds (uvicorn's and vLLM's: 5)",
     )
+    parser.add_argument(
+        "--chat-only",
+        action="store_true",
+        help="no /v1/messages nor /v1/responses: an OpenAI-compatible server that speaks chat only",
+    )
     args = parser.parse_args(argv)
-    replies = Replies.build(args.chunks, args.slow_delay_ms)
+    replies = Replies.build(args.chunks, args.slow_delay_ms, args.chat_only)
     serve = serve_asgi if args.impl == "asgi" else serve_aiohttp
     serve(args.port, replies, args.keep_alive)
     return 0
