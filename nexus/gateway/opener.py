@@ -86,6 +86,7 @@ class UpstreamOpener:
             api_key=key,
             stream=call.stream,
             timeout=timeout,
+            fetch_remote_images=self._fetch_remote_images,
         )
 
     async def _relay(

@@ -38,6 +38,7 @@ from nexus.config.kinds import Api, Transport
 from nexus.errors import UpstreamAuthError, UpstreamError, anthropic_error_body, error_body
 from nexus.upstream.litellm_errors import LiteLLMErrors
 from nexus.upstream.openai_wire import DONE
+from nexus.upstream.prepare import bridged_images, refuse_remote_images
 from nexus.upstream.providers import Target, target, with_max_tokens
 from nexus.upstream.relay import endpoint
 from nexus.upstream.reply import BodyReply, Reply
@@ -132,9 +133,11 @@ async def open_bridged(
     api_key: SecretStr | None,
     stream: bool,
     timeout: float,
+    fetch_remote_images: bool = False,
 ) -> Reply:
     """Send ``body`` (a request in client API ``api``) to ``backend`` for ``model`` through
-    LiteLLM, and return the answer in ``api``'s wire format, or raise an UpstreamError."""
+    LiteLLM, and return the answer in ``api``'s wire format, or raise an UpstreamError. A remote
+    image the provider cannot take by URL is a 400, as on the chat path (:mod:`.prepare`)."""
     where = bridge_target(backend, model)
     envelope = anthropic_error_body if api is Api.MESSAGES else error_body
     chat = where.provider == CHAT_PROVIDER
@@ -142,11 +145,12 @@ async def open_bridged(
     errors = LiteLLMErrors(backend.name, label, backend.api_key_env, api_key, model, envelope)
     if api_key is None and backend.api_key_env is not None:
         raise UpstreamAuthError(f"API key missing ({backend.api_key_env})", backend=backend.name)
-    refusal = _uncarried(body, api, backend.name, chat=chat)
+    refusal = _uncarried(body, api, backend.name, chat=chat) or _images(
+        body, backend.name, label, where.provider, fetch_remote_images
+    )
     if refusal is not None:
-        return BodyReply(
-            400, envelope(refusal[1], error_type="invalid_request_error", param=refusal[0])
-        )
+        name, message = refusal
+        return BodyReply(400, envelope(message, error_type="invalid_request_error", param=name))
     litellm = await litellm_module()
     key = api_key.get_secret_value() if api_key is not None else "none"
     settings = call_settings(where, key, timeout)
@@ -213,6 +217,17 @@ def _uncarried(
         f"to a backend whose apis include {api.value})"
     )
     return name, message
+
+
+def _images(
+    body: Mapping[str, Any], backend: str, label: str, provider: str, fetch: bool
+) -> tuple[str, str] | None:
+    refusal = refuse_remote_images(
+        bridged_images(body), backend=backend, provider=provider, fetch_remote_images=fetch
+    )
+    if refusal is None:
+        return None
+    return refusal.param or "image", refusal.message.replace(f"({provider})", f"({label})", 1)
 
 
 def _thinking(value: Any) -> bool:

@@ -53,7 +53,7 @@ from nexus.pricing import NEXUS_MODELS, PriceTable
 from nexus.upstream import convert
 from nexus.upstream.litellm_errors import LiteLLMErrors
 from nexus.upstream.openai_wire import DONE, StreamState, completion_json, embeddings_json
-from nexus.upstream.prepare import json_mode, refuse_remote_images
+from nexus.upstream.prepare import chat_images, json_mode, refuse_remote_images
 from nexus.upstream.providers import (
     Target,
     call_arguments,
@@ -272,7 +272,7 @@ async def open_translated(
     if path == "/embeddings":
         return await _embed(litellm, where, body, common, errors)
     refusal = refuse_remote_images(
-        body.get("messages"),
+        chat_images(body.get("messages")),
         backend=backend.name,
         provider=where.provider,
         fetch_remote_images=fetch_remote_images,

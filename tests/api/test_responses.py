@@ -160,3 +160,20 @@ async def test_an_unknown_model_is_a_404(fake) -> None:
         response = await gw.client.post(RESPONSES, json=request("nope"))
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
+
+
+async def test_the_gateway_does_not_download_a_responses_image_for_a_provider(start_fake) -> None:
+    claude: FakeAnthropic = start_fake(FakeAnthropic)
+    claude.set_models(FakeModel("claude-sonnet-4-5"))
+    image = {"type": "input_image", "image_url": "http://198.51.100.7/cat.png"}
+    body = {
+        "model": "claude-sonnet-4-5",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "what?"}, image]}],
+    }
+    async with gateway([anthropic_backend(claude)], environ=ENVIRON) as gw:
+        response = await gw.client.post(RESPONSES, json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "input[0].content[1].image_url", error
+    assert "data:" in error["message"]
+    assert claude.requests_to("/v1/messages") == []
