@@ -79,13 +79,14 @@ def create_app(
     app.openapi = openapi_document(app)  # type: ignore[method-assign]
     app.add_middleware(InferenceFastPath)  # innermost: drain and client keys still apply
     _install_error_handlers(app)
-    if config.server.api_keys_env is not None:
-        keys = ClientKeys(config.server.api_keys_env, environ)
+    if config.server.api_keys_env is not None or config.clients:
+        keys = ClientKeys(config.server.api_keys_env, environ, config.clients)
         if not keys.configured:
             logger.error(
-                "{} holds no client keys: every /v1/* request will be refused",
-                config.server.api_keys_env,
+                "{} holds no client keys: every /v1/* request will be refused", keys.env_var
             )
+        for client in keys.unset:
+            logger.error("client {} has no key in its variable: it cannot be served", client)
         app.add_middleware(ClientAuthMiddleware, keys=keys)
     if config.server.cors_origins:  # outside the key check: a preflight carries no key
         app.add_middleware(

@@ -12,43 +12,68 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nexus.api.endpoints import BY_PATH
 from nexus.api.openai_dialect import error_response
+from nexus.config.model import ClientConfig
 from nexus.gateway import Failed, Problem
+from nexus.gateway.tenants import DEFAULT, Tenant
 from nexus.headers import NexusHeaders, request_id
 
 PROTECTED_PREFIX = "/v1/"
+#: Where the middleware leaves the request's tenant in the ASGI scope.
+TENANT = "nexus.tenant"
 
 
 class ClientKeys:
-    """The accepted client keys; ``allows`` checks one Authorization header value."""
+    """The accepted client keys and whose they are: the keys of ``api_keys_env`` (tenant
+    ``default``) and one per ``[[clients]]`` entry. :meth:`tenant_for` checks one request's
+    ``Authorization`` (or ``x-api-key``) header against every key."""
 
-    def __init__(self, env_var: str, environ: Mapping[str, str] | None = None) -> None:
-        raw = (os.environ if environ is None else environ).get(env_var, "")
-        self.env_var = env_var
-        self._keys = tuple(key.strip().encode() for key in raw.split(",") if key.strip())
+    def __init__(
+        self,
+        env_var: str | None,
+        environ: Mapping[str, str] | None = None,
+        clients: Sequence[ClientConfig] = (),
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.env_var = env_var or ", ".join(client.api_key_env for client in clients)
+        raw = env.get(env_var, "") if env_var else ""
+        keys = [(key.strip().encode(), DEFAULT) for key in raw.split(",") if key.strip()]
+        self.unset: list[str] = []
+        for client in clients:
+            key = env.get(client.api_key_env, "").strip()
+            if key:
+                keys.append((key.encode(), Tenant.from_config(client)))
+            else:
+                self.unset.append(f"{client.name} ({client.api_key_env})")
+        self._keys = tuple(keys)
 
     @property
     def configured(self) -> bool:
         return bool(self._keys)
 
     def allows(self, authorization: str | None, x_api_key: str | None = None) -> bool:
+        return self.tenant_for(authorization, x_api_key) is not None
+
+    def tenant_for(self, authorization: str | None, x_api_key: str | None = None) -> Tenant | None:
+        """The tenant whose key the request carries, or None."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             offered = token.strip().encode()
         elif x_api_key and x_api_key.strip():
             offered = x_api_key.strip().encode()
         else:
-            return False
-        matched = False
-        for key in self._keys:  # no early exit: the time does not depend on which key matched
-            matched |= hmac.compare_digest(offered, key)
-        return matched
+            return None
+        found = None
+        for key, tenant in self._keys:  # no early exit: the time does not depend on the match
+            if hmac.compare_digest(offered, key):
+                found = tenant
+        return found
 
 
 class ClientAuthMiddleware:
@@ -62,7 +87,9 @@ class ClientAuthMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.keys.allows(headers.get("authorization"), headers.get("x-api-key")):
+        tenant = self.keys.tenant_for(headers.get("authorization"), headers.get("x-api-key"))
+        if tenant is not None:
+            scope[TENANT] = tenant
             return await self.app(scope, receive, send)
         refusal = self._refusal(request_id(headers.get("x-request-id")), scope["path"])
         await refusal(scope, receive, send)

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from nexus.api.auth import TENANT
 from nexus.api.context import gateway_of
 from nexus.api.endpoints import INFERENCE, Endpoint
 from nexus.api.openapi import inference_route
@@ -36,7 +37,9 @@ async def serve(request: Request, endpoint: Endpoint) -> Response:
         body = dialect.parse(raw, endpoint.kind)
     except InvalidRequest as exc:
         return dialect.render(exchange.refuse(exc))
-    outcome = await _unless_client_leaves(request, exchange.run(raw, body, request.headers))
+    tenant = request.scope.get(TENANT)
+    work = exchange.run(raw, body, request.headers, tenant)
+    outcome = await _unless_client_leaves(request, work)
     return dialect.render(outcome if outcome is not None else exchange.client_left())
 
 

@@ -46,7 +46,17 @@ def semantic_problems(config: NexusConfig) -> list[str]:
         *alias_problems(config.routing.aliases),
         *_fallback_problems(config.routing.fallbacks),
         *_policy_problems(config),
+        *_client_problems(config),
     ]
+
+
+def _client_problems(config: NexusConfig) -> Iterator[str]:
+    first_use: dict[str, int] = {}
+    for index, client in enumerate(config.clients):
+        if client.name in first_use:
+            used = f"is already used by clients[{first_use[client.name]}] (names must be unique)"
+            yield f"clients[{index}].name: {client.name!r} {used}"
+        first_use.setdefault(client.name, index)
 
 
 def _backend_problems(config: NexusConfig) -> Iterator[str]:

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from nexus.config.checks import semantic_problems
+from nexus.config.checks import glob_problem, semantic_problems
 from nexus.config.kinds import Api, BackendKind, Transport, Zone, kind_of
 
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -331,6 +332,33 @@ class SecurityConfig(Section):
     )
 
 
+def _globs(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        for pattern in value:
+            problem = glob_problem(pattern) if isinstance(pattern, str) else None
+            if problem:
+                raise ValueError(f"{pattern!r} is not a valid glob ({problem})")
+    return value
+
+
+class ClientConfig(Section):
+    """A client (tenant): its key, what it may ask for and how far its data may travel."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:@/+-]*$",
+        description="Unique; shown in logs, history and stats (never the key).",
+    )
+    api_key_env: EnvVarName = Field(description="Env var holding this client's key.")
+    models: Annotated[tuple[ModelName, ...] | None, AfterValidator(_globs)] = Field(
+        None, max_length=1000, description="Model globs it may request (default: every model)."
+    )
+    privacy: Annotated[Zone, BeforeValidator(_lower)] = Field(
+        Zone.OPEN, description="restricted: its requests never leave restricted backends."
+    )
+
+
 class NexusConfig(Section):
     """The whole configuration. ``NexusConfig()`` is the zero-config default."""
 
@@ -350,6 +378,9 @@ class NexusConfig(Section):
     )
     backends: tuple[BackendConfig, ...] = Field(
         (), max_length=10000, description="Statically configured backends."
+    )
+    clients: tuple[ClientConfig, ...] = Field(
+        (), max_length=10000, description="Client keys as tenants."
     )
 
     @model_validator(mode="after")

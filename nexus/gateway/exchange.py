@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from nexus.config.kinds import Zone
 from nexus.errors import InvalidRequest
 from nexus.gateway.attempts import Exhausted
 from nexus.gateway.failures import exhausted, invalid, rejected
 from nexus.gateway.opener import Call
 from nexus.gateway.outcome import Answer, AnswerStream, Failed, Outcome, Problem
+from nexus.gateway.tenants import Tenant
 from nexus.headers import NexusHeaders
 from nexus.observability.events import Completed
 from nexus.routing import Rejection, RequestKind
@@ -35,6 +38,7 @@ class Exchange:
         "model",
         "stream",
         "input_tokens",
+        "tenant",
         "_started",
         "_started_at",
         "_answer",
@@ -46,18 +50,34 @@ class Exchange:
         self.model = "-"  # as the client asked; "-" until the body was read
         self.stream = False
         self.input_tokens: int | None = None
+        self.tenant: str | None = None  # the client's tenant name, when keys are configured
         self._started = gateway.clock()
         self._started_at = time.time()
         self._answer: Answer | None = None
 
-    async def run(self, raw: bytes, body: Mapping[str, Any], headers: Mapping[str, str]) -> Outcome:
-        """Route and forward the request (``body`` is ``raw`` parsed by the dialect)."""
+    async def run(
+        self,
+        raw: bytes,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str],
+        tenant: Tenant | None = None,
+    ) -> Outcome:
+        """Route and forward the request (``body`` is ``raw`` parsed by the dialect) for
+        ``tenant`` (None: no client keys are configured)."""
         gateway = self._gateway
         self.model = str(body.get("model", "-"))
+        self.tenant = tenant.name if tenant is not None else None
         try:
             requirements = gateway.requirements(body, headers, self.kind)
         except (InvalidRequest, RecursionError) as exc:
             return self._finish(invalid(exc, NexusHeaders(self.request_id)))
+        if tenant is not None:
+            if not tenant.allows(requirements.requested_model, requirements.model):
+                message = tenant.refusal(requirements.requested_model)
+                headers_ = NexusHeaders(self.request_id)
+                return self._finish(Failed(Problem.FORBIDDEN, message, headers_, param="model"))
+            if tenant.restricted and requirements.privacy is not Zone.RESTRICTED:
+                requirements = replace(requirements, privacy=Zone.RESTRICTED)
         plan = gateway.plan(requirements)
         if isinstance(plan, Rejection):
             return self._finish(rejected(plan, NexusHeaders(self.request_id)))
@@ -133,6 +153,7 @@ class Exchange:
                 stream_broken=broken,
                 input_tokens=self.input_tokens,
                 output_tokens=output,
+                tenant=self.tenant,
             )
         )
 

@@ -24,6 +24,7 @@ class Problem(StrEnum):
     INVALID_REQUEST = "invalid_request"  # the body cannot be served as sent
     BODY_TOO_LARGE = "body_too_large"
     UNAUTHORIZED = "unauthorized"  # no or a wrong client key
+    FORBIDDEN = "forbidden"  # the client's tenant may not use the model
     NOT_FOUND = "not_found"  # no such path
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UNKNOWN_MODEL = "unknown_model"  # no backend, alias or fallback knows the model
@@ -47,6 +48,7 @@ PROBLEMS: dict[Problem, ProblemClass] = {
     Problem.INVALID_REQUEST: ProblemClass(400, "invalid_request_error", None),
     Problem.BODY_TOO_LARGE: ProblemClass(413, "invalid_request_error", "request_too_large"),
     Problem.UNAUTHORIZED: ProblemClass(401, "invalid_request_error", "invalid_api_key"),
+    Problem.FORBIDDEN: ProblemClass(403, "permission_error", "model_not_allowed"),
     Problem.NOT_FOUND: ProblemClass(404, "not_found_error", "404"),
     Problem.METHOD_NOT_ALLOWED: ProblemClass(405, "invalid_request_error", "405"),
     Problem.UNKNOWN_MODEL: ProblemClass(404, "invalid_request_error", "model_not_found"),

@@ -35,6 +35,7 @@ class Completed:
     failovers: int = 0  # moves from a failed attempt to another candidate
     input_tokens: int | None = None  # Nexus's own count of the request (exact or estimated)
     output_tokens: int | None = None  # from the response's usage, when Nexus read it
+    tenant: str | None = None  # the client's tenant name (never its key); None: no keys
 
 
 class Observer(Protocol):
@@ -42,8 +43,8 @@ class Observer(Protocol):
 
 
 class RequestLog:
-    """One log line per request: its id, model, backend, route reason, status and latency;
-    never request or response content."""
+    """One log line per request: its id, model, backend, route reason, status, latency and the
+    client's tenant name; never request or response content, never a key."""
 
     def completed(self, event: Completed) -> None:
         logger.bind(
@@ -53,6 +54,7 @@ class RequestLog:
             route_reason=event.route_reason or "none",
             status=event.status,
             latency_ms=round(event.duration_s * 1000, 1),
+            tenant=event.tenant or "-",
         ).info(
             "{} {} answered {}{}",
             event.endpoint,

@@ -55,4 +55,5 @@ def history_entry(event: Completed) -> dict[str, Any]:
         "fallback_model": event.fallback_model,
         "failed_attempts": event.failed_attempts,
         "cost_usd": event.cost_usd,
+        "tenant": event.tenant,
     }

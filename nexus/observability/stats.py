@@ -46,6 +46,7 @@ class _Counts:
     backends: dict[str, Tally]
     models: dict[str, Tally]
     apis: dict[str, Tally]
+    tenants: dict[str, Tally]
 
 
 class Stats:
@@ -59,6 +60,7 @@ class Stats:
         self.backends: dict[str, Tally] = {}
         self.models: dict[str, Tally] = {}
         self.apis: dict[str, Tally] = {}
+        self.tenants: dict[str, Tally] = {}
         self.remote: dict[str, int] = {}  # other replicas' flat counters (shared state)
         self.scope: dict[str, Any] = {"state": "memory"}  # shown as ``process``
 
@@ -72,6 +74,8 @@ class Stats:
             self.backends.setdefault(event.backend, Tally()).add(ok)
         self.models.setdefault(self._model_label(event.model), Tally()).add(ok)
         self.apis.setdefault(event.endpoint, Tally()).add(ok)
+        if event.tenant is not None:
+            self.tenants.setdefault(event.tenant, Tally()).add(ok)
 
     def flat(self) -> dict[str, int]:
         """This process's counters as flat fields (see :data:`SEP`), for shared state."""
@@ -84,7 +88,12 @@ class Stats:
         return fields
 
     def _tallies(self) -> tuple[tuple[str, dict[str, Tally]], ...]:
-        return (("backend", self.backends), ("model", self.models), ("api", self.apis))
+        return (
+            ("backend", self.backends),
+            ("model", self.models),
+            ("api", self.apis),
+            ("tenant", self.tenants),
+        )
 
     def body(self, snapshot: Snapshot, *, uptime_seconds: float) -> dict[str, Any]:
         """The ``/v1/stats`` document (README, "HTTP API"), plus errors by status class, stream
@@ -108,10 +117,8 @@ class Stats:
             },
             "backends": _backends(snapshot, counts.backends),
             "models": _models(snapshot, counts.models),
-            "apis": [
-                {"name": name, "requests": tally.requests, "errors": tally.errors}
-                for name, tally in sorted(counts.apis.items())
-            ],
+            "apis": _rows(counts.apis),
+            "tenants": _rows(counts.tenants),
             "process": {"pid": os.getpid(), **self.scope},
         }
 
@@ -125,6 +132,7 @@ class Stats:
                 self.backends,
                 self.models,
                 self.apis,
+                self.tenants,
             )
         counts = _Counts(
             Counter(self.by_class),
@@ -133,7 +141,7 @@ class Stats:
             *({name: Tally(t.requests, t.errors) for name, t in tallies.items()}
               for _, tallies in self._tallies()),
         )  # fmt: skip
-        by_kind = {"backend": counts.backends, "model": counts.models, "api": counts.apis}
+        by_kind = dict(zip(("backend", "model", "api", "tenant"), _tallies(counts), strict=True))
         for field, count in self.remote.items():
             kind, _, rest = field.partition(SEP)
             if kind == "class":
@@ -185,3 +193,15 @@ def _backend_row(
         "in_flight": in_flight,
         "latency_ms": latency_ms,
     }
+
+
+def _tallies(counts: _Counts) -> tuple[dict[str, Tally], ...]:
+    return counts.backends, counts.models, counts.apis, counts.tenants
+
+
+def _rows(tallies: dict[str, Tally]) -> list[dict[str, Any]]:
+    """Named counts, sorted by name (the per-API and per-tenant lists)."""
+    return [
+        {"name": name, "requests": tally.requests, "errors": tally.errors}
+        for name, tally in sorted(tallies.items())
+    ]

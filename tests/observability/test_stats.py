@@ -80,3 +80,13 @@ def test_stats_count_requests_by_client_api() -> None:
     apis = {row["name"]: (row["requests"], row["errors"]) for row in body["apis"]}
     assert apis == {"chat": (1, 0), "messages": (2, 1), "responses": (2, 1)}
     assert stats.flat()[f"api{SEP}messages{SEP}errors"] == 1
+
+
+def test_stats_count_requests_by_tenant() -> None:
+    stats = Stats(lambda name: name)
+    stats.completed(event(tenant="bot"))
+    stats.completed(event(tenant="bot", status=403))
+    stats.completed(event())  # no keys configured: no tenant
+    body = stats.body(Snapshot(backends=(), taken_at=0.0), uptime_seconds=1)
+    assert body["tenants"] == [{"name": "bot", "requests": 2, "errors": 1}]
+    assert stats.flat()[f"tenant{SEP}bot{SEP}requests"] == 2
