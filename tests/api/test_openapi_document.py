@@ -20,7 +20,7 @@ CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 #: What the inference endpoints can answer: the gateway's own failures, plus a backend's own
 #: 4xx and 429 passed on.
-ANSWERED = {"200", "400", "401", "404", "413", "422", "429", "502", "503", "504"}
+ANSWERED = {"200", "400", "401", "403", "404", "413", "422", "429", "502", "503", "504"}
 
 
 def resolved(node: Any) -> Any:

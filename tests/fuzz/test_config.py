@@ -44,6 +44,7 @@ def base() -> dict[str, Any]:
         "routing": {"policies": [{"model_pattern": "*"}]},
         "pricing": {"gpt-x": {"input_per_1k": 1.0, "output_per_1k": 2.0}},
         "backends": [{"name": "a", "url": "http://127.0.0.1:9", "type": "vllm"}],
+        "clients": [{"name": "c", "api_key_env": "C_KEY", "models": ["*"]}],
     }
 
 
