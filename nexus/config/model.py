@@ -28,6 +28,10 @@ from nexus.config.kinds import Api, BackendKind, Transport, Zone, kind_of
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 EnvVarName = Annotated[str, Field(pattern=ENV_VAR_PATTERN, max_length=128)]
 ModelName = Annotated[str, Field(min_length=1, max_length=256)]
+#: A backend's or client's name: shown in headers, logs and metrics, so plain printable text.
+Name = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:@/+-]*$")
+]
 
 
 def _lower(value: Any) -> Any:
@@ -186,12 +190,7 @@ def _http_url(value: Any) -> Any:
 
 
 class BackendConfig(Section):
-    name: str = Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:@/+-]*$",
-        description="Unique; shown in headers, errors, CLI and metrics.",
-    )
+    name: Name = Field(description="Unique; shown in headers, errors, CLI and metrics.")
     url: Annotated[str, BeforeValidator(_http_url)] = Field(
         max_length=2048, description="Base URL, with or without the API version path."
     )
@@ -344,12 +343,7 @@ def _globs(value: Any) -> Any:
 class ClientConfig(Section):
     """A client (tenant): its key, what it may ask for and how far its data may travel."""
 
-    name: str = Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:@/+-]*$",
-        description="Unique; shown in logs, history and stats (never the key).",
-    )
+    name: Name = Field(description="Unique; shown in logs, history and stats (never the key).")
     api_key_env: EnvVarName = Field(description="Env var holding this client's key.")
     models: Annotated[tuple[ModelName, ...] | None, AfterValidator(_globs)] = Field(
         None, max_length=1000, description="Model globs it may request (default: every model)."

@@ -74,20 +74,7 @@ class UpstreamOpener:
         relayed = backend.transport is Transport.RELAY
         if backend.speaks(call.kind) or (relayed and call.kind in RELAYED):
             return await self._relay(backend, model, call, key, timeout, relayed=relayed)
-        if call.kind in RELAYED:  # a translated provider's chat or embeddings
-            return await self._translated(backend, model, call, key, timeout)
-        import nexus.upstream.bridges as bridges  # imports litellm: only when needed
-
-        return await bridges.open_bridged(
-            backend=backend,
-            api=call.kind,
-            body=call.body,
-            model=model,
-            api_key=key,
-            stream=call.stream,
-            timeout=timeout,
-            fetch_remote_images=self._fetch_remote_images,
-        )
+        return await self._translated(backend, model, call, key, timeout)
 
     async def _relay(
         self,
@@ -123,15 +110,21 @@ class UpstreamOpener:
     async def _translated(
         self, backend: BackendView, model: str, call: Call, key: SecretStr | None, timeout: float
     ) -> Reply:
-        import nexus.upstream.translated as translated  # imports litellm: only when needed
+        """LiteLLM (imported only when needed): a translated provider's chat or embeddings, or
+        another client API bridged onto what the backend speaks."""
+        common: dict[str, Any] = {
+            "backend": backend,
+            "body": call.body,
+            "model": model,
+            "api_key": key,
+            "stream": call.stream,
+            "timeout": timeout,
+            "fetch_remote_images": self._fetch_remote_images,
+        }
+        if call.kind in RELAYED:
+            import nexus.upstream.translated as translated
 
-        return await translated.open_translated(
-            backend=backend,
-            path=call.path,
-            body=call.body,
-            model=model,
-            api_key=key,
-            stream=call.stream,
-            timeout=timeout,
-            fetch_remote_images=self._fetch_remote_images,
-        )
+            return await translated.open_translated(path=call.path, **common)
+        import nexus.upstream.bridges as bridges
+
+        return await bridges.open_bridged(api=call.kind, **common)

@@ -210,52 +210,36 @@ def _chat_tokens(body: Mapping[str, Any], model: str) -> tuple[tokens.TokenCount
 
 
 def _messages_tokens(body: Mapping[str, Any], model: str) -> tuple[tokens.TokenCount, bool]:
-    """Input tokens of an Anthropic Messages request, counted with the same recipe as chat:
-    the ``system`` prompt, each message's text, tool use (name and input as JSON) and tool
-    results, and the ``tools`` definitions as JSON; whether it carries an image."""
-    texts: list[str] = []
-    overhead = tokens.REPLY_PRIMING_TOKENS
-    system = body.get("system")
-    vision = _block_texts(system, texts) if isinstance(system, list) else False
-    if isinstance(system, str):
-        texts.append(system)
-    messages = body.get("messages")
-    for message in messages if isinstance(messages, list) else ():
-        if not isinstance(message, Mapping):
-            continue
-        overhead += tokens.TOKENS_PER_MESSAGE
-        if isinstance(message.get("role"), str):
-            texts.append(message["role"])
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            vision = _block_texts(content, texts) or vision
-    if body.get("tools"):
-        texts.append(_json_text(body["tools"]))
-    count = tokens.count_texts(texts, model)
-    return tokens.TokenCount(count.tokens + overhead, count.exact), vision
+    """Input tokens of an Anthropic Messages request (the ``system`` prompt, each message's
+    text, tool use and tool results, the ``tools``) and whether it carries an image."""
+    return _conversation_tokens(body, model, "system", "messages", ("role",))
 
 
 def _responses_tokens(body: Mapping[str, Any], model: str) -> tuple[tokens.TokenCount, bool]:
-    """Input tokens of a Responses request: ``instructions``, the ``input`` (a string, or items:
-    messages with text parts, function calls and their outputs) and the ``tools`` as JSON;
-    whether an input part is an image."""
+    """Input tokens of a Responses request (``instructions``, the ``input``: a string, or
+    messages with text parts, function calls and their outputs; the ``tools``) and whether an
+    input part is an image."""
+    return _conversation_tokens(
+        body, model, "instructions", "input", ("role", "name", "arguments", "output")
+    )
+
+
+def _conversation_tokens(
+    body: Mapping[str, Any], model: str, preamble: str, items_key: str, item_keys: tuple[str, ...]
+) -> tuple[tokens.TokenCount, bool]:
+    """Tokens counted with chat's recipe: the ``preamble`` (a string or content blocks), each
+    item of ``items_key`` (its ``item_keys`` strings and its content), the ``tools`` as JSON."""
     texts: list[str] = []
     overhead = tokens.REPLY_PRIMING_TOKENS
-    if isinstance(body.get("instructions"), str):
-        texts.append(body["instructions"])
-    items = body.get("input")
-    vision = False
-    if isinstance(items, str):
-        texts.append(items)
+    first = body.get(preamble)
+    vision = _block_texts(first, texts) if isinstance(first, list) else False
+    items = body.get(items_key)
+    texts.extend(text for text in (first, items) if isinstance(text, str))
     for item in items if isinstance(items, list) else ():
         if not isinstance(item, Mapping):
             continue
         overhead += tokens.TOKENS_PER_MESSAGE
-        for key in ("role", "name", "arguments", "output"):
-            if isinstance(item.get(key), str):
-                texts.append(item[key])
+        texts.extend(value for key in item_keys if isinstance(value := item.get(key), str))
         content = item.get("content")
         if isinstance(content, str):
             texts.append(content)

@@ -35,14 +35,19 @@ from pydantic import SecretStr
 
 from nexus.backends.state import BackendView
 from nexus.config.kinds import Api, Transport
-from nexus.errors import UpstreamAuthError, UpstreamError, anthropic_error_body, error_body
+from nexus.errors import UpstreamError, anthropic_error_body, error_body
 from nexus.upstream.litellm_errors import LiteLLMErrors
 from nexus.upstream.openai_wire import DONE
 from nexus.upstream.prepare import bridged_images, refuse_remote_images
 from nexus.upstream.providers import Target, target, with_max_tokens
 from nexus.upstream.relay import endpoint
 from nexus.upstream.reply import BodyReply, Reply
-from nexus.upstream.translated import OUTPUT_LIMITS, call_settings, litellm_module
+from nexus.upstream.translated import (
+    OUTPUT_LIMITS,
+    call_settings,
+    litellm_module,
+    require_key,
+)
 
 #: LiteLLM's provider for an OpenAI-compatible server reached through its chat completions.
 CHAT_PROVIDER = "lm_studio"
@@ -143,8 +148,7 @@ async def open_bridged(
     chat = where.provider == CHAT_PROVIDER
     label = backend.kind.name if chat else where.provider  # as errors name it, not lm_studio
     errors = LiteLLMErrors(backend.name, label, backend.api_key_env, api_key, model, envelope)
-    if api_key is None and backend.api_key_env is not None:
-        raise UpstreamAuthError(f"API key missing ({backend.api_key_env})", backend=backend.name)
+    require_key(backend, api_key)
     refusal = _uncarried(body, api, backend.name, chat=chat) or _images(
         body, backend.name, label, where.provider, fetch_remote_images
     )

@@ -234,6 +234,12 @@ class TranslatedStream:
             logger.debug("closing a LiteLLM stream failed: {}", type(exc).__name__)
 
 
+def require_key(backend: BackendView, api_key: SecretStr | None) -> None:
+    """Raise UpstreamAuthError when ``backend`` needs a key and its variable holds none."""
+    if api_key is None and backend.api_key_env is not None:
+        raise UpstreamAuthError(f"API key missing ({backend.api_key_env})", backend=backend.name)
+
+
 def call_settings(where: Target, key: str | None, timeout: float) -> dict[str, Any]:
     """The arguments of every LiteLLM call: where, the key, no retries of its own (failover is
     Nexus's job), the attempt's timeout, and unsupported parameters refused."""
@@ -264,8 +270,7 @@ async def open_translated(
     A remote image the provider cannot take by URL is a 400 (see :mod:`.prepare`)."""
     where = target(backend.kind.name, backend.url, model)
     errors = LiteLLMErrors(backend.name, where.provider, backend.api_key_env, api_key, model)
-    if api_key is None and backend.api_key_env is not None:
-        raise UpstreamAuthError(f"API key missing ({backend.api_key_env})", backend=backend.name)
+    require_key(backend, api_key)
     litellm = await litellm_module()
     key = api_key.get_secret_value() if api_key is not None else None
     common = call_settings(where, key, timeout)
