@@ -47,6 +47,7 @@ class DrainingServer(uvicorn.Server):
 
     def _start_drain(self, loop: asyncio.AbstractEventLoop) -> None:
         logger.info("draining: refusing new requests, waiting for {} in flight", self._drain.active)
+        self._drain.started()
         self._drain_task = loop.create_task(self._drain_then_exit())
 
     async def _drain_then_exit(self) -> None:

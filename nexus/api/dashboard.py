@@ -22,6 +22,7 @@ from nexus.api.context import gateway_of
 from nexus.backends.state import Snapshot
 from nexus.dashboard.page import asset, render_page
 from nexus.gateway import Gateway
+from nexus.gateway.queue import RequestQueue
 from nexus.observability.hub import Observability
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
@@ -50,8 +51,9 @@ ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 NO_STORE = {"cache-control": "no-store"}
 
 
-def dashboard_data(snapshot: Snapshot, hub: Observability) -> dict[str, Any]:
-    """What the page shows: backends, recent requests (newest first) and request totals."""
+def dashboard_data(snapshot: Snapshot, hub: Observability, queue: RequestQueue) -> dict[str, Any]:
+    """What the page shows: backends, recent requests (newest first), request totals and the
+    requests waiting in the queue."""
     backends = []
     for view in snapshot.backends:
         full = backend_json(view)
@@ -64,13 +66,14 @@ def dashboard_data(snapshot: Snapshot, hub: Observability) -> dict[str, Any]:
         "backends": backends,
         "requests": hub.history.entries(RECENT),
         "totals": {"requests": total, "success": success, "errors": total - success},
+        "queue": {"enabled": queue.enabled, "waiting": sum(queue.depth().values())},
     }
 
 
 @router.get("/", response_class=HTMLResponse)
 async def page(request: Request) -> HTMLResponse:
     gateway = gateway_of(request)
-    data = dashboard_data(gateway.registry.snapshot(), gateway.observability)
+    data = dashboard_data(gateway.registry.snapshot(), gateway.observability, gateway.queue)
     return HTMLResponse(render_page(data), headers=NO_STORE)
 
 
@@ -99,17 +102,17 @@ async def state_events(gateway: Gateway) -> AsyncGenerator[bytes, None]:
     the history changed and the data differs from the last sent; a comment line when quiet for
     :data:`KEEPALIVE_SECONDS`; it ends once the gateway drains."""
     yield b"retry: 2000\n\n"
-    seen: tuple[Snapshot, int] | None = None
+    seen: tuple[Snapshot, int, int] | None = None
     last: bytes | None = None
     quiet = 0.0
     loop = asyncio.get_running_loop()
     hub = gateway.observability
     while not gateway.drain.draining:
         snapshot = gateway.registry.snapshot()
-        now = (snapshot, hub.history.version)
-        if seen is None or now[0] is not seen[0] or now[1] != seen[1]:
+        now = (snapshot, hub.history.version, gateway.queue.version)
+        if seen is None or now[0] is not seen[0] or now[1:] != seen[1:]:
             seen = now
-            data = orjson.dumps(dashboard_data(snapshot, hub))
+            data = orjson.dumps(dashboard_data(snapshot, hub, gateway.queue))
             if data != last:
                 last, quiet = data, loop.time()
                 yield b"event: state\ndata: " + data + b"\n\n"

@@ -11,11 +11,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nexus.api.auth import PROTECTED_PREFIX
 from nexus.api.openai_dialect import error_response
-from nexus.gateway import Failed, Problem
 from nexus.gateway.drain import Drain
+from nexus.gateway.failures import shutting_down
 from nexus.headers import NexusHeaders, request_id
-
-RETRY_AFTER_SECONDS = 5
 
 
 class DrainMiddleware:
@@ -41,8 +39,4 @@ class DrainMiddleware:
 def _refusal(scope: Scope) -> Response:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     rid = request_id(headers.get("x-request-id"))
-    message = "Nexus is shutting down; retry on another instance or in a few seconds"
-    failed = Failed(
-        Problem.SHUTTING_DOWN, message, NexusHeaders(rid), retry_after=RETRY_AFTER_SECONDS
-    )
-    return error_response(failed)
+    return error_response(shutting_down(NexusHeaders(rid)))

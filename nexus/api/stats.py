@@ -16,7 +16,9 @@ router = APIRouter(tags=["observability"])
 async def stats(request: Request) -> dict[str, Any]:
     gateway = gateway_of(request)
     snapshot = gateway.registry.snapshot()
-    return gateway.observability.stats.body(snapshot, uptime_seconds=gateway.uptime_seconds)
+    body = gateway.observability.stats.body(snapshot, uptime_seconds=gateway.uptime_seconds)
+    body["queue"] = gateway.queue.summary()
+    return body
 
 
 @router.get("/v1/history")

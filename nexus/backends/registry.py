@@ -109,6 +109,7 @@ class Registry:
         self._snapshot: Snapshot | None = None
         self._leases = 0
         self.listener: StateListener | None = None
+        self.on_freed: Callable[[], None] | None = None  # told after each lease ends (the queue)
         for backend in backends:
             self.add(backend)
 
@@ -251,6 +252,8 @@ class Registry:
             if listener is not None:
                 listener.released(name, lease_id)
             self._changed(record)
+            if self.on_freed is not None:
+                self.on_freed()
 
         return Lease(release, lease_id)
 

@@ -31,6 +31,22 @@ class Zone(StrEnum):
     OPEN = "open"
 
 
+class Priority(StrEnum):
+    """A request's place in the queue (``X-Nexus-Priority``, ``[[clients]] priority``)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 is served first."""
+        return _PRIORITY_RANKS[self]
+
+
+_PRIORITY_RANKS = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+
+
 class Transport(StrEnum):
     RELAY = "relay"
     TRANSLATED = "translated"

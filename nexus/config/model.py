@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from nexus.config.checks import glob_problem, semantic_problems
-from nexus.config.kinds import Api, BackendKind, Transport, Zone, kind_of
+from nexus.config.kinds import Api, BackendKind, Priority, Transport, Zone, kind_of
 
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 EnvVarName = Annotated[str, Field(pattern=ENV_VAR_PATTERN, max_length=128)]
@@ -320,6 +320,23 @@ class StateConfig(Section):
         return self
 
 
+class QueueConfig(Section):
+    """Requests wait here when every backend that could serve them is at ``max_concurrent``
+    (the Rust Nexus key names). Any other reason for having no backend is answered at once."""
+
+    enabled: bool = Field(True, description="Queue requests instead of a 503 at capacity.")
+    max_size: int = Field(
+        100, ge=0, le=100_000, description="Requests that may wait at once (0: no queue)."
+    )
+    max_wait_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Longest wait; then 503 with Retry-After."
+    )
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.max_size > 0
+
+
 class SecurityConfig(Section):
     """What the gateway host itself may do on a client's behalf."""
 
@@ -351,6 +368,12 @@ class ClientConfig(Section):
     privacy: Annotated[Zone, BeforeValidator(_lower)] = Field(
         Zone.OPEN, description="restricted: its requests never leave restricted backends."
     )
+    priority: Annotated[Priority, BeforeValidator(_lower)] = Field(
+        Priority.NORMAL, description="Queue priority of its requests without X-Nexus-Priority."
+    )
+    max_priority: Annotated[Priority, BeforeValidator(_lower)] = Field(
+        Priority.HIGH, description="Highest priority its X-Nexus-Priority may ask for."
+    )
 
 
 class NexusConfig(Section):
@@ -367,6 +390,7 @@ class NexusConfig(Section):
     security: SecurityConfig = Field(
         default_factory=SecurityConfig, description="What the gateway host may fetch."
     )
+    queue: QueueConfig = Field(default_factory=QueueConfig, description="Waiting at capacity.")
     pricing: dict[ModelName, PriceConfig] = Field(
         default_factory=dict, description="USD price overrides per model."
     )

@@ -5,7 +5,7 @@ the document before validation and named in one warning. To implement a key, add
 settings tree (:mod:`nexus.config.model`) and delete its row here; a test fails while a row names
 a field the tree has. ``[]`` stands for every table of an array of tables (``[[...]]``).
 
-A section the tree lacks (``[queue]``, ``[routing.budget]``, ...) accepts only the keys its rows
+A section the tree lacks (``[routing.budget]``, ``[quality]``, ...) accepts only the keys its rows
 name; any other key in it is an error, like everywhere else.
 """
 
@@ -24,7 +24,6 @@ EACH: Final = "[]"
 
 _F14 = "inference budgets, Rust F14: no monthly limit applies"
 _F16 = "quality tracking, Rust F16: health probes alone decide availability"
-_F18 = "request queuing, Rust F18: with no candidate the answer is an immediate 503"
 _F19 = "fleet intelligence, Rust F19: no pre-warming recommendations"
 _F20 = "model lifecycle, Rust F20: no model load, unload or migration"
 
@@ -44,9 +43,6 @@ RUST_ONLY: Final = MappingProxyType(
         "quality.error_rate_threshold": _F16,
         "quality.ttft_penalty_threshold_ms": _F16,
         "quality.metrics_interval_seconds": _F16,
-        "queue.enabled": _F18,
-        "queue.max_size": _F18,
-        "queue.max_wait_seconds": _F18,
         "lifecycle.timeout_ms": _F20,
         "lifecycle.vram_headroom_percent": _F20,
         "lifecycle.vram_buffer_percent": _F20,

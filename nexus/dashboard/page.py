@@ -41,11 +41,12 @@ def render_page(data: Mapping[str, Any]) -> str:
 
 
 def summary_text(data: Mapping[str, Any]) -> str:
-    totals, backends = data["totals"], data["backends"]
+    totals, backends, queue = data["totals"], data["backends"], data["queue"]
     healthy = sum(1 for b in backends if b["status"] == "healthy")
+    waiting = f"; {queue['waiting']} waiting in the queue" if queue["enabled"] else ""
     return (
         f"{totals['requests']} requests, {totals['success']} ok, {totals['errors']} errors; "
-        f"{healthy} of {len(backends)} backends healthy"
+        f"{healthy} of {len(backends)} backends healthy{waiting}"
     )
 
 

@@ -50,6 +50,11 @@ class Exhausted:
     failures: tuple[UpstreamError, ...]
     headers: NexusHeaders
 
+    @property
+    def at_capacity(self) -> bool:
+        """Every attempt was refused by the admission across replicas: nothing was sent."""
+        return all(isinstance(failure, BackendAtCapacity) for failure in self.failures)
+
 
 class Admission(Protocol):
     """Admits an attempt on a backend with ``max_concurrent`` across replicas (shared state)."""
@@ -78,15 +83,19 @@ class Attempts:
         self._clock = clock
         self._admission = admission
 
-    async def run(self, plan: RoutePlan, call: Call) -> Answer | Exhausted:
+    async def run(
+        self, plan: RoutePlan, call: Call, *, lease: Lease | None = None
+    ) -> Answer | Exhausted:
         """Serve ``call`` through the first candidate of ``plan`` that answers (a plan has at
-        least one candidate)."""
+        least one candidate). ``lease``, taken on the first candidate already (the queue's), is
+        used by the first attempt."""
         failures: list[UpstreamError] = []
         headers = None
         for index, candidate in enumerate(plan.candidates[: plan.max_attempts]):
             headers = _headers(plan, index, len(failures), call.request_id)
+            taken, lease = lease, None
             try:
-                return await self._attempt(candidate, call, headers, len(failures))
+                return await self._attempt(candidate, call, headers, len(failures), taken)
             except UpstreamError as exc:
                 failures.append(exc)
                 self._failed(candidate, exc, call.request_id)
@@ -94,11 +103,16 @@ class Attempts:
         return Exhausted(tuple(failures), headers)
 
     async def _attempt(
-        self, candidate: Candidate, call: Call, headers: NexusHeaders, failed: int
+        self,
+        candidate: Candidate,
+        call: Call,
+        headers: NexusHeaders,
+        failed: int,
+        taken: Lease | None = None,
     ) -> Answer:
         backend = candidate.backend
         started = self._clock()
-        owned = self._registry.lease(backend.name)
+        owned = taken or self._registry.lease(backend.name)
         lease: Lease | None = owned  # released here unless a stream takes it over
         try:
             async with asyncio.timeout(self._timeout):

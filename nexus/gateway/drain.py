@@ -5,6 +5,7 @@ progress. The HTTP side (refusing new ``/v1/*`` requests while draining) is
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 
 class Drain:
@@ -13,8 +14,15 @@ class Drain:
     def __init__(self) -> None:
         self.draining = False
         self.active = 0
+        self.listeners: list[Callable[[], None]] = []  # told once when draining starts (the queue)
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def started(self) -> None:
+        """Draining has started (called on the event loop): tell the listeners."""
+        self.draining = True
+        for listener in self.listeners:
+            listener()
 
     def begin(self) -> None:
         self.active += 1

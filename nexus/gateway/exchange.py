@@ -7,18 +7,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from nexus.config.kinds import Zone
+from nexus.config.kinds import Priority, Zone
 from nexus.errors import InvalidRequest
 from nexus.gateway.attempts import Exhausted
-from nexus.gateway.failures import exhausted, invalid, rejected
+from nexus.gateway.failures import exhausted, invalid, queue_refused, rejected
 from nexus.gateway.opener import Call
 from nexus.gateway.outcome import Answer, AnswerStream, Failed, Outcome, Problem
-from nexus.gateway.tenants import Tenant
+from nexus.gateway.queue import Admitted, Refused
+from nexus.gateway.tenants import DEFAULT, PRIORITY_HEADER, Tenant
 from nexus.headers import NexusHeaders
 from nexus.observability.events import Completed
-from nexus.routing import Rejection, RequestKind
+from nexus.routing import Rejection, RequestKind, Requirements, RoutePlan
 from nexus.upstream.relay import ANTHROPIC_HEADERS
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ class Exchange:
         self.tenant = tenant.name if tenant is not None else None
         try:
             requirements = gateway.requirements(body, headers, self.kind)
+            priority = (tenant or DEFAULT).priority_of(headers.get(PRIORITY_HEADER))
         except (InvalidRequest, RecursionError) as exc:
             return self._finish(invalid(exc, NexusHeaders(self.request_id)))
         if tenant is not None:
@@ -78,9 +81,6 @@ class Exchange:
                 return self._finish(Failed(Problem.FORBIDDEN, message, headers_, param="model"))
             if tenant.restricted and requirements.privacy is not Zone.RESTRICTED:
                 requirements = replace(requirements, privacy=Zone.RESTRICTED)
-        plan = gateway.plan(requirements)
-        if isinstance(plan, Rejection):
-            return self._finish(rejected(plan, NexusHeaders(self.request_id)))
         self.stream, self.input_tokens = requirements.stream, requirements.input_tokens
         call = Call(
             self.path,
@@ -94,7 +94,32 @@ class Exchange:
             kind=self.kind,
             forwarded=_forwarded(headers) if self.kind is RequestKind.MESSAGES else (),
         )
-        result = await gateway.attempts.run(plan, call)
+        return await self._serve(requirements, call, priority)
+
+    async def _serve(self, requirements: Requirements, call: Call, priority: Priority) -> Outcome:
+        """Plan and attempt. When every capable backend is at capacity the request waits in the
+        queue; refused by another replica's admission, it waits again, keeping its turn."""
+        gateway, queue = self._gateway, self._gateway.queue
+        routed: RoutePlan | Rejection = gateway.plan(requirements)
+        ticket, lease, full = None, None, False
+        while True:
+            if queue.enabled and (full or (isinstance(routed, Rejection) and routed.busy)):
+                ticket = ticket or queue.ticket(priority)
+                waited = await queue.wait(ticket, partial(gateway.plan, requirements))
+                if isinstance(waited, Refused):
+                    return self._finish(self._queue_refused(waited, requirements))
+                routed, lease = (
+                    (waited.plan, waited.lease) if isinstance(waited, Admitted) else (waited, None)
+                )
+            if isinstance(routed, Rejection):
+                return self._finish(rejected(routed, NexusHeaders(self.request_id)))
+            result = await gateway.attempts.run(routed, call, lease=lease)
+            full = isinstance(result, Exhausted) and result.at_capacity
+            if not (full and queue.enabled):
+                return self._ended(result, routed)
+
+    def _ended(self, result: Answer | Exhausted, plan: RoutePlan) -> Outcome:
+        gateway = self._gateway
         if isinstance(result, Exhausted):
             interval = gateway.config.health_check.interval_seconds
             snapshot = gateway.registry.snapshot()
@@ -104,6 +129,12 @@ class Exchange:
             result.stream.on_end = self._stream_ended
             return result
         return self._finish(result)
+
+    def _queue_refused(self, refused: Refused, requirements: Requirements) -> Failed:
+        now = self._gateway.plan(requirements, advance=False)
+        rejection = now if isinstance(now, Rejection) else None
+        config, model = self._gateway.queue.config, requirements.model
+        return queue_refused(refused, rejection, config, model, NexusHeaders(self.request_id))
 
     def refuse(self, exc: InvalidRequest) -> Failed:
         """The request could not be read (bad JSON, a missing field, too large)."""

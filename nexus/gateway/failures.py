@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from nexus.backends.state import Snapshot, Status
+from nexus.config.model import QueueConfig
 from nexus.errors import (
     BodyTooLarge,
     InvalidRequest,
@@ -15,8 +16,12 @@ from nexus.errors import (
 )
 from nexus.gateway.attempts import Exhausted
 from nexus.gateway.outcome import Failed, Problem
+from nexus.gateway.queue import Ending, Refused
 from nexus.headers import NexusHeaders
 from nexus.routing import Rejection, RoutePlan, recovery_time
+
+#: Retry-After of a request answered because the gateway is shutting down.
+SHUTDOWN_RETRY_SECONDS = 5
 
 
 def invalid(exc: InvalidRequest | RecursionError, headers: NexusHeaders) -> Failed:
@@ -38,6 +43,33 @@ def rejected(rejection: Rejection, headers: NexusHeaders) -> Failed:
         context=rejection.context(),
         retry_after=rejection.retry_after_seconds,
     )
+
+
+def shutting_down(headers: NexusHeaders) -> Failed:
+    """Draining: a new request, or one still waiting in the queue, goes elsewhere."""
+    message = "Nexus is shutting down; retry on another instance or in a few seconds"
+    return Failed(Problem.SHUTTING_DOWN, message, headers, retry_after=SHUTDOWN_RETRY_SECONDS)
+
+
+def queue_refused(
+    refused: Refused,
+    rejection: Rejection | None,
+    config: QueueConfig,
+    model: str,
+    headers: NexusHeaders,
+) -> Failed:
+    """The queue did not give the request a backend: full, out of time, or shutting down. The
+    context is the planner's view now (None when only another replica's count is full)."""
+    if refused.ending is Ending.SHUTDOWN:
+        return shutting_down(headers)
+    busy = f"every backend that can serve '{model}' is at capacity"
+    if refused.ending is Ending.FULL:
+        message = f"{busy} and the queue is full ({config.max_size} requests waiting)"
+    else:
+        message = f"{busy}: still so after waiting {config.max_wait_seconds:g} s in the queue"
+    context = rejection.context() if rejection is not None else None
+    retry_after = math.ceil(config.max_wait_seconds)
+    return Failed(Problem.UNAVAILABLE, message, headers, context=context, retry_after=retry_after)
 
 
 def exhausted(

@@ -27,6 +27,7 @@ from nexus.gateway.drain import Drain
 from nexus.gateway.exchange import Exchange
 from nexus.gateway.lifecycle import run_gateway
 from nexus.gateway.opener import Opener
+from nexus.gateway.queue import RequestQueue
 from nexus.health.checker import HealthChecker
 from nexus.observability.events import Observer, Observers, RequestLog
 from nexus.observability.hub import Observability
@@ -80,6 +81,11 @@ class Gateway:
         self.observability = Observability.create(lambda: (self.registry, self.policy))
         self.observer: Observer = Observers([RequestLog(), *self.observability.observers()])
         self.drain = drain or Drain()
+        metrics = self.observability.metrics
+        self.queue = RequestQueue(config.queue, self.registry, observe=metrics.queue_wait)
+        metrics.watch_queue(self.queue.depth)
+        self.registry.on_freed = self.queue.slot_freed
+        self.drain.listeners.append(self.queue.close)
         self.prices = PriceTable(config.pricing)
         self.opener = opener
         self.transport = transport

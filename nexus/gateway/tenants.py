@@ -9,8 +9,11 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
-from nexus.config.kinds import Zone
+from nexus.config.kinds import Priority, Zone
 from nexus.config.model import ClientConfig
+from nexus.errors import InvalidRequest
+
+PRIORITY_HEADER = "x-nexus-priority"
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,13 +22,31 @@ class Tenant:
     patterns: tuple[re.Pattern[str], ...] | None = None  # None: every model
     restricted: bool = False
     globs: tuple[str, ...] = ()  # as configured, for messages
+    priority: Priority = Priority.NORMAL  # without X-Nexus-Priority
+    max_priority: Priority = Priority.HIGH  # the highest X-Nexus-Priority may ask for
 
     @classmethod
     def from_config(cls, client: ClientConfig) -> Tenant:
         globs = client.models
         patterns = None if globs is None else tuple(re.compile(fnmatch.translate(g)) for g in globs)
         restricted = client.privacy is Zone.RESTRICTED
-        return cls(client.name, patterns, restricted, globs or ())
+        return cls(
+            client.name, patterns, restricted, globs or (), client.priority, client.max_priority
+        )
+
+    def priority_of(self, header: str | None) -> Priority:
+        """The queue priority of a request sending ``header`` as X-Nexus-Priority: the header
+        (case and spaces ignored) or the tenant's default, never above its maximum. Raises
+        :class:`InvalidRequest` for another value."""
+        asked = self.priority
+        if header is not None:
+            try:
+                asked = Priority(header.strip().lower())
+            except ValueError:
+                choices = ", ".join(p.value for p in Priority)
+                message = f"X-Nexus-Priority must be one of {choices} (got {header.strip()!r})"
+                raise InvalidRequest(message) from None
+        return asked if asked.rank >= self.max_priority.rank else self.max_priority
 
     def allows(self, requested: str, model: str) -> bool:
         """Whether the tenant may ask for ``requested`` (resolved to ``model`` by the aliases):

@@ -22,12 +22,14 @@ nexus_planner_decision_seconds           histogram  (none)
 nexus_backends_total                     gauge      (none)
 nexus_backends_healthy                   gauge      (none)
 nexus_in_flight                          gauge      backend
+nexus_queue_depth                        gauge      priority
+nexus_queue_wait_seconds                 histogram  priority, outcome
 =======================================  =========  ============================================
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -137,6 +139,14 @@ class Metrics:
             buckets=PLANNER_BUCKETS,
             registry=r,
         )
+        self._queue_wait = Histogram(
+            "nexus_queue_wait_seconds",
+            "Time requests waited in the queue, by how the wait ended "
+            "(served, rejected, full, timeout, shutdown, left).",
+            ["priority", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def completed(self, event: Completed) -> None:
         model = self._model_label(event.model)
@@ -164,6 +174,14 @@ class Metrics:
         moves = event.failovers
         if moves:
             self._failovers.labels(model).inc(moves)
+
+    def queue_wait(self, priority: str, outcome: str, seconds: float) -> None:
+        """Record the end of one wait in the queue."""
+        self._queue_wait.labels(priority, outcome).observe(seconds)
+
+    def watch_queue(self, depth: Callable[[], Mapping[str, int]]) -> None:
+        """Expose ``depth()`` (waiting requests per priority) as ``nexus_queue_depth``."""
+        self.registry.register(QueueGauge(depth))
 
     def planner_decision(self, seconds: float) -> None:
         """Record one routing decision that took ``seconds``."""
@@ -216,3 +234,25 @@ class BackendGauges:
             GaugeMetricFamily("nexus_backends_healthy", "Healthy backends.", value=healthy),
             in_flight,
         ]
+
+
+class QueueGauge:
+    """Requests waiting in the queue per priority, read at scrape time."""
+
+    def __init__(self, depth: Callable[[], Mapping[str, int]]) -> None:
+        self._depth = depth
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family({})]
+
+    def collect(self) -> Iterable[Metric]:
+        return [self._family(self._depth())]
+
+    @staticmethod
+    def _family(depth: Mapping[str, int]) -> Metric:
+        family = GaugeMetricFamily(
+            "nexus_queue_depth", "Requests waiting for a backend slot.", labels=["priority"]
+        )
+        for priority, count in depth.items():
+            family.add_metric([priority], count)
+        return family

@@ -175,6 +175,13 @@ class Rejection:
     available_models: tuple[str, ...]
     now: float
 
+    @property
+    def busy(self) -> bool:
+        """Some backend passed every check but capacity: the request could wait for a slot."""
+        return not self.unknown_model and any(
+            d.skip is SkipReason.AT_CAPACITY for stage in self.stages for d in stage.decisions
+        )
+
     def context(self) -> dict[str, Any]:
         """The 503 body's ``context`` object."""
         zone = self.privacy_zone_required

@@ -141,9 +141,6 @@ UNIMPLEMENTED = {
     "quality.error_rate_threshold",
     "quality.ttft_penalty_threshold_ms",
     "quality.metrics_interval_seconds",
-    "queue.enabled",
-    "queue.max_size",
-    "queue.max_wait_seconds",
     "lifecycle.timeout_ms",
     "lifecycle.vram_headroom_percent",
     "lifecycle.vram_buffer_percent",
@@ -200,10 +197,10 @@ def test_the_rust_example_loads_with_one_warning_per_unimplemented_key(
 
 
 def test_a_warning_says_what_the_key_is(write_config, warnings: list[str]) -> None:
-    path = write_config("[queue]\nmax_size = 100\n")
+    path = write_config("[quality]\nmetrics_interval_seconds = 30\n")
     load_config(path)
     [message] = warnings
-    assert message.startswith(f"{path}: queue.max_size: {NOT_IMPLEMENTED}")
+    assert message.startswith(f"{path}: quality.metrics_interval_seconds: {NOT_IMPLEMENTED}")
     assert "has no effect" in message
 
 
@@ -214,7 +211,7 @@ def test_files_without_rust_only_keys_load_silently(write_config, warnings: list
 
 
 def test_an_invalid_file_raises_without_warnings(write_config, warnings: list[str]) -> None:
-    problems(write_config("[queue]\nmax_size = 100\n[server]\nport = 0\n"))
+    problems(write_config("[quality]\nmetrics_interval_seconds = 30\n[server]\nport = 0\n"))
     assert warnings == []
 
 
@@ -233,7 +230,7 @@ def test_an_invalid_file_raises_without_warnings(write_config, warnings: list[st
             '[[routing.policies]]\nmodel_pattern = "*"\nfallback_alowed = true\n',
             "routing.policies[0].fallback_alowed: unknown key",
         ),
-        ("queue = 5\n", "queue: 5 is not allowed (must be a table"),
+        ("queue = 5\n", "queue: 5 is not allowed (input should be a valid dictionary"),
     ],
 )
 def test_a_typo_is_still_an_error_naming_the_key(write_config, text: str, expected: str) -> None:
@@ -245,7 +242,7 @@ def test_unknown_key_lists_the_accepted_rust_keys_too(write_config) -> None:
     [line] = problems(write_config("[quallity]\n"))
     assert line.endswith(
         "(allowed here: server, discovery, health_check, routing, logging, state, security, "
-        "pricing, backends, clients, quality, queue, lifecycle, fleet)"
+        "queue, pricing, backends, clients, quality, lifecycle, fleet)"
     )
     [line] = problems(write_config("[routing]\nbudgett = 5\n"))
     assert line.endswith(
@@ -256,8 +253,8 @@ def test_unknown_key_lists_the_accepted_rust_keys_too(write_config) -> None:
 
 
 def test_errors_in_rust_sections_come_with_the_other_errors(write_config) -> None:
-    path = write_config("[queue]\nmax_sizee = 5\n[server]\nport = 0\n")
-    assert [line.split(": ")[1] for line in problems(path)] == ["queue.max_sizee", "server.port"]
+    path = write_config("[quality]\nerror_rate = 5\n[server]\nport = 0\n")
+    assert [line.split(": ")[1] for line in problems(path)] == ["quality.error_rate", "server.port"]
 
 
 def test_policies_as_a_table_says_to_write_an_array_of_tables(write_config) -> None:

@@ -48,6 +48,7 @@ def data(**overrides: object) -> dict[str, object]:
         "backends": [backend],
         "requests": [request],
         "totals": {"requests": 1, "success": 0, "errors": 1},
+        "queue": {"enabled": True, "waiting": 0},
     }
     values.update(overrides)
     return values

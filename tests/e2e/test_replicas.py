@@ -51,9 +51,16 @@ def replicas(
     count: int,
     backends: Sequence[Mapping[str, Any]],
     redis: RedisServer,
+    queue: Mapping[str, Any] | None = None,
     **state: Any,
 ) -> Iterator[list[Gateway]]:
     """``count`` gateways on the same backends and Redis, routing by priority only."""
+    sections: dict[str, Any] = {
+        "state": {"backend": "redis", "redis_url": redis.url, **state},
+        "routing": {"strategy": "priority_only"},
+    }
+    if queue is not None:
+        sections["queue"] = queue
     with ExitStack() as stack:
         started = []
         for index in range(count):
@@ -64,8 +71,7 @@ def replicas(
                     gateway(
                         directory,
                         backends,
-                        state={"backend": "redis", "redis_url": redis.url, **state},
-                        routing={"strategy": "priority_only"},
+                        **sections,
                     )
                 )
             )
@@ -160,11 +166,25 @@ def test_max_concurrent_holds_across_replicas(tmp_path, real_redis, fakes) -> No
             assert len(slow.requests_to(CHAT)) == 2
 
 
-def test_at_capacity_everywhere_is_a_503_with_context(tmp_path, real_redis, fakes) -> None:
+def test_at_capacity_everywhere_waits_in_the_queue(tmp_path, real_redis, fakes) -> None:
+    slow = fakes[0]
+    slow.delay(1.0, path=CHAT)
+    configured = [backend("slow", slow.url, max_concurrent=2)]
+    with replicas(tmp_path, 2, configured, real_redis) as (a, b):
+        answers = concurrent_chats([a, b, a, b])
+        assert [r.status_code for r in answers] == [200] * 4
+        assert len(slow.requests_to(CHAT)) == 4
+        waited = sorted(r.elapsed.total_seconds() for r in answers)
+        assert waited[1] < 1.5 < waited[2], "two were served at once, two waited for a slot"
+
+
+def test_at_capacity_everywhere_without_queue_is_a_503_with_context(
+    tmp_path, real_redis, fakes
+) -> None:
     slow = fakes[0]
     slow.delay(1.5, path=CHAT)
     configured = [backend("slow", slow.url, max_concurrent=2)]
-    with replicas(tmp_path, 2, configured, real_redis) as (a, b):
+    with replicas(tmp_path, 2, configured, real_redis, queue={"enabled": False}) as (a, b):
         answers = concurrent_chats([a, b, a])
         codes = sorted(r.status_code for r in answers)
         assert codes == [200, 200, 503]
@@ -221,7 +241,8 @@ def _total(gw: Gateway) -> int:
 def test_leases_of_a_replica_killed_with_sigkill_expire(tmp_path, real_redis, fakes) -> None:
     slow = fakes[0]
     configured = [backend("slow", slow.url, max_concurrent=1)]
-    with replicas(tmp_path, 2, configured, real_redis, lease_ttl_seconds=2) as (a, b):
+    no_queue = {"enabled": False}
+    with replicas(tmp_path, 2, configured, real_redis, no_queue, lease_ttl_seconds=2) as (a, b):
         slow.hang(path=CHAT)
         pending = threading.Thread(target=lambda: _ignore_errors(lambda: chat(a, timeout=10)))
         pending.start()

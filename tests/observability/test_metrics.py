@@ -30,6 +30,8 @@ PINNED = {
     "nexus_backends_total": ("gauge", set()),
     "nexus_backends_healthy": ("gauge", set()),
     "nexus_in_flight": ("gauge", {"backend"}),
+    "nexus_queue_wait_seconds": ("histogram", {"priority", "outcome"}),
+    "nexus_queue_depth": ("gauge", {"priority"}),
 }
 
 
@@ -79,6 +81,8 @@ def test_metric_names_types_and_labels_are_pinned() -> None:
         event(fallback_model="m2", failed_attempts=1, failovers=1, route_reason="failover")
     )
     metrics.planner_decision(1e-5)
+    metrics.queue_wait("high", "served", 0.2)
+    metrics.watch_queue(lambda: {"high": 1, "normal": 0, "low": 0})
     found: dict[str, tuple[str, set[str]]] = {}
     for family in metrics.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")

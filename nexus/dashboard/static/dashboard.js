@@ -33,8 +33,9 @@
   function summaryText(data) {
     var healthy = data.backends.filter(function (b) { return b.status === "healthy"; }).length;
     var t = data.totals;
+    var waiting = data.queue.enabled ? "; " + data.queue.waiting + " waiting in the queue" : "";
     return t.requests + " requests, " + t.success + " ok, " + t.errors + " errors; " +
-      healthy + " of " + data.backends.length + " backends healthy";
+      healthy + " of " + data.backends.length + " backends healthy" + waiting;
   }
 
   function backendCard(b) {
