@@ -54,6 +54,7 @@ class NexusHeaders:
     zone: str | None = None
     cost_usd: float | None = None
     fallback_model: str | None = None
+    extra: tuple[tuple[str, str], ...] = ()  # e.g. the tenant's x-ratelimit-* headers
 
     def as_list(self) -> list[tuple[str, str]]:
         headers = [
@@ -67,6 +68,8 @@ class NexusHeaders:
             headers.append(("x-nexus-cost-estimated", f"{self.cost_usd:.4f}"))
         if self.fallback_model is not None:
             headers.append(("x-nexus-fallback-model", header_safe(self.fallback_model)))
+        if self.extra:
+            headers += self.extra
         return headers
 
     def as_dict(self) -> dict[str, str]:

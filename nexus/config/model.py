@@ -374,6 +374,15 @@ class ClientConfig(Section):
     max_priority: Annotated[Priority, BeforeValidator(_lower)] = Field(
         Priority.HIGH, description="Highest priority its X-Nexus-Priority may ask for."
     )
+    rpm: int | None = Field(
+        None, ge=1, le=10**9, description="Requests per minute (token bucket; none: no limit)."
+    )
+    tpm: int | None = Field(
+        None,
+        ge=1,
+        le=10**12,
+        description="Tokens per minute: input plus max_tokens, corrected by the usage reported.",
+    )
 
 
 class NexusConfig(Section):

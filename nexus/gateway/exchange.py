@@ -4,6 +4,7 @@ is built from the outcome values the gateway holds, never read back off the HTTP
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -44,6 +45,8 @@ class Exchange:
         "_started",
         "_started_at",
         "_answer",
+        "_extra",
+        "_charged",
     )
 
     def __init__(self, gateway: Gateway, kind: RequestKind, path: str, request_id: str) -> None:
@@ -56,6 +59,8 @@ class Exchange:
         self._started = gateway.clock()
         self._started_at = time.time()
         self._answer: Answer | None = None
+        self._extra: tuple[tuple[str, str], ...] = ()  # headers every answer carries
+        self._charged: tuple[Tenant, int] | None = None  # rate-limited: (tenant, tokens taken)
 
     async def run(
         self,
@@ -81,6 +86,8 @@ class Exchange:
                 return self._finish(Failed(Problem.FORBIDDEN, message, headers_, param="model"))
             if tenant.restricted and requirements.privacy is not Zone.RESTRICTED:
                 requirements = replace(requirements, privacy=Zone.RESTRICTED)
+            if tenant.limited and (refused := await self._rate(tenant, requirements)):
+                return self._finish(refused)
         self.stream, self.input_tokens = requirements.stream, requirements.input_tokens
         call = Call(
             self.path,
@@ -127,8 +134,24 @@ class Exchange:
         if result.stream is not None:
             self._answer = result
             result.stream.on_end = self._stream_ended
-            return result
+            return self._stamped(result)
         return self._finish(result)
+
+    async def _rate(self, tenant: Tenant, requirements: Requirements) -> Failed | None:
+        """Take the request from the tenant's rpm and tpm; the refusal when it is over."""
+        tokens = requirements.input_tokens + (requirements.max_tokens or 0)
+        verdict = await self._gateway.rate_check(tenant, tokens)
+        self._extra = verdict.headers
+        if verdict.allowed:
+            self._charged = (tenant, tokens)
+            return None
+        wait, retry_after = verdict.retry_after_seconds, None
+        if wait is not None:
+            retry_after = math.ceil(wait)
+            self._extra += (("retry-after-ms", str(math.ceil(wait * 1000))),)
+        message = verdict.message or f"client '{tenant.name}' is over its rate limit"
+        headers = NexusHeaders(self.request_id)
+        return Failed(Problem.RATE_LIMITED, message, headers, retry_after=retry_after)
 
     def _queue_refused(self, refused: Refused, requirements: Requirements) -> Failed:
         now = self._gateway.plan(requirements, advance=False)
@@ -150,9 +173,25 @@ class Exchange:
         self._report(failed)
         return failed
 
+    def _settle(self, outcome: Outcome, output: int | None) -> None:
+        """Correct the tokens taken from the tenant's tpm: nothing for a request no backend
+        answered, input plus output when the answer reported its usage."""
+        assert self._charged is not None
+        tenant, taken = self._charged
+        if isinstance(outcome, Failed):
+            self._gateway.rate_settle(tenant, taken, 0)
+        elif output is not None and self.input_tokens is not None:
+            self._gateway.rate_settle(tenant, taken, self.input_tokens + output)
+
+    def _stamped(self, outcome: Outcome) -> Outcome:
+        """``outcome`` with the headers every answer of this request carries."""
+        if not self._extra:
+            return outcome
+        return replace(outcome, headers=replace(outcome.headers, extra=self._extra))
+
     def _finish(self, outcome: Outcome) -> Outcome:
         self._report(outcome)
-        return outcome
+        return self._stamped(outcome)
 
     def _stream_ended(self, stream: AnswerStream) -> None:
         assert self._answer is not None
@@ -164,6 +203,8 @@ class Exchange:
             failovers, ttfb, output = outcome.failed_attempts, outcome.ttfb_s, outcome.output_tokens
         else:  # the last failed attempt did not move on
             failovers, ttfb, output = max(0, outcome.failed_attempts - 1), None, None
+        if self._charged is not None:
+            self._settle(outcome, output)
         self._gateway.observer.completed(
             Completed(
                 request_id=self.request_id,

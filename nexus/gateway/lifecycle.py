@@ -20,6 +20,7 @@ from nexus.config.kinds import Transport
 from nexus.discovery import MdnsDiscovery
 from nexus.gateway.attempts import Attempts
 from nexus.gateway.opener import UpstreamOpener
+from nexus.gateway.ratelimit import RedisRateLimiter
 from nexus.health.checker import HealthChecker
 from nexus.health.probes import ShowCache, probe_all
 from nexus.upstream.relay import relay_session
@@ -47,6 +48,8 @@ async def run_gateway(
         relay_session(connect_timeout=config.server.connect_timeout_seconds) as session,
     ):
         shared = await _start_shared_state(gateway)
+        limiter = _shared_limiter(gateway) if shared is not None else None
+        gateway.shared_limiter = limiter
         attempts = Attempts(
             gateway.registry,
             gateway.opener
@@ -72,6 +75,9 @@ async def run_gateway(
             await checker.stop()
             if shared is not None:
                 await shared.stop()
+            if limiter is not None:
+                gateway.shared_limiter = None
+                await limiter.aclose()
             if translated is not None:
                 await translated
             if _TRANSLATED in sys.modules:  # LiteLLM was used (a configured or bridged backend)
@@ -112,6 +118,22 @@ async def _start_shared_state(gateway: Gateway) -> SharedState | None:
     shared = create_shared_state(config, gateway.registry, stats, clock=gateway.clock)
     await shared.start()
     return shared
+
+
+def _shared_limiter(gateway: Gateway) -> RedisRateLimiter | None:
+    """With Redis and a client with rpm or tpm, the limits shared by every replica."""
+    config = gateway.config
+    if not any(c.rpm is not None or c.tpm is not None for c in config.clients):
+        return None
+    from nexus.state.store import redis_client
+
+    state = config.state
+    client = redis_client(
+        state.redis_url.get_secret_value(), socket_timeout=state.sync_timeout_seconds
+    )
+    return RedisRateLimiter(
+        client, state.key_prefix, timeout=state.acquire_timeout_seconds, clock=gateway.clock
+    )
 
 
 def _warm_up_translation(config: NexusConfig) -> asyncio.Task[None] | None:

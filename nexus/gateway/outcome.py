@@ -30,6 +30,7 @@ class Problem(StrEnum):
     UNKNOWN_MODEL = "unknown_model"  # no backend, alias or fallback knows the model
     UNAVAILABLE = "unavailable"  # the model is known; nothing can serve it now
     SHUTTING_DOWN = "shutting_down"  # draining: go elsewhere
+    RATE_LIMITED = "rate_limited"  # the client's tenant is over its rpm or tpm
     UPSTREAM_TIMEOUT = "upstream_timeout"  # the last attempt ran out of time
     UPSTREAM_ERROR = "upstream_error"  # the last backend's own error, passed on
     STREAM_BROKEN = "stream_broken"  # the backend failed after the stream started
@@ -54,6 +55,7 @@ PROBLEMS: dict[Problem, ProblemClass] = {
     Problem.UNKNOWN_MODEL: ProblemClass(404, "invalid_request_error", "model_not_found"),
     Problem.UNAVAILABLE: ProblemClass(503, "service_unavailable", "service_unavailable"),
     Problem.SHUTTING_DOWN: ProblemClass(503, "service_unavailable", "shutting_down"),
+    Problem.RATE_LIMITED: ProblemClass(429, "rate_limit_error", "rate_limit_exceeded"),
     Problem.UPSTREAM_TIMEOUT: ProblemClass(504, "gateway_timeout", "gateway_timeout"),
     Problem.UPSTREAM_ERROR: ProblemClass(502, "upstream_error", "upstream_error"),
     Problem.STREAM_BROKEN: ProblemClass(502, "upstream_error", "stream_interrupted"),

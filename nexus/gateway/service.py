@@ -10,6 +10,7 @@ discovery, shared state, the LiteLLM warm-up) runs inside :meth:`Gateway.running
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import Counter
@@ -28,6 +29,8 @@ from nexus.gateway.exchange import Exchange
 from nexus.gateway.lifecycle import run_gateway
 from nexus.gateway.opener import Opener
 from nexus.gateway.queue import RequestQueue
+from nexus.gateway.ratelimit import RateLimiter, RedisRateLimiter, Verdict
+from nexus.gateway.tenants import Tenant
 from nexus.health.checker import HealthChecker
 from nexus.observability.events import Observer, Observers, RequestLog
 from nexus.observability.hub import Observability
@@ -92,6 +95,9 @@ class Gateway:
         self.checker: HealthChecker | None = None  # while running
         self.shared: SharedState | None = None  # while running, with [state] backend = "redis"
         self._attempts: Attempts | None = None
+        self.limiter = RateLimiter(clock=clock)
+        self.shared_limiter: RedisRateLimiter | None = None  # while running, on Redis
+        self._settling: set[asyncio.Task[None]] = set()
         self._rotation = Counter[str]()
         self._rng = rng or random.Random()
 
@@ -128,6 +134,25 @@ class Gateway:
         )
         self.observability.metrics.planner_decision(time.perf_counter() - started)
         return result
+
+    async def rate_check(self, tenant: Tenant, tokens: int) -> Verdict:
+        """Take one request of ``tokens`` from ``tenant``'s limits (shared with the other
+        replicas on Redis), or refuse it."""
+        if self.shared_limiter is not None:
+            return await self.shared_limiter.check(tenant.name, tenant.limits, tokens)
+        return self.limiter.check(tenant.name, tenant.limits, tokens)
+
+    def rate_settle(self, tenant: Tenant, estimated: int, actual: int) -> None:
+        """Correct the tokens a request took from ``tenant``'s tpm once its usage is known."""
+        shared = self.shared_limiter
+        if shared is None:
+            self.limiter.settle(tenant.name, tenant.limits, estimated, actual)
+            return
+        task = asyncio.get_running_loop().create_task(
+            shared.settle(tenant.name, tenant.limits, estimated, actual)
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

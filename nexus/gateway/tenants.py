@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from nexus.config.kinds import Priority, Zone
 from nexus.config.model import ClientConfig
 from nexus.errors import InvalidRequest
+from nexus.gateway.ratelimit import Limits
 
 PRIORITY_HEADER = "x-nexus-priority"
 
@@ -24,15 +25,27 @@ class Tenant:
     globs: tuple[str, ...] = ()  # as configured, for messages
     priority: Priority = Priority.NORMAL  # without X-Nexus-Priority
     max_priority: Priority = Priority.HIGH  # the highest X-Nexus-Priority may ask for
+    limits: Limits = Limits()  # rpm and tpm
 
     @classmethod
     def from_config(cls, client: ClientConfig) -> Tenant:
         globs = client.models
         patterns = None if globs is None else tuple(re.compile(fnmatch.translate(g)) for g in globs)
         restricted = client.privacy is Zone.RESTRICTED
+        limits = Limits(client.rpm, client.tpm)
         return cls(
-            client.name, patterns, restricted, globs or (), client.priority, client.max_priority
+            client.name,
+            patterns,
+            restricted,
+            globs or (),
+            client.priority,
+            client.max_priority,
+            limits,
         )
+
+    @property
+    def limited(self) -> bool:
+        return self.limits.rpm is not None or self.limits.tpm is not None
 
     def priority_of(self, header: str | None) -> Priority:
         """The queue priority of a request sending ``header`` as X-Nexus-Priority: the header

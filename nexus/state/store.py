@@ -78,24 +78,29 @@ class Store(Protocol):
         ...
 
 
+def redis_client(url: str, *, socket_timeout: float) -> Any:
+    """A ``redis.asyncio`` client for ``url`` (not connected yet), retrying a call once at once."""
+    try:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+    except ImportError as exc:  # a dependency of nexus; missing only in odd installs
+        raise StoreUnavailable(f"the redis package is not installed ({exc})") from None
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
 class RedisStore:
     """An async Redis client with the two scripts registered. A call is retried once at once
     (a pooled connection may have died with a restarted server), within the same time limit;
     beyond that the next sync tries again."""
 
     def __init__(self, url: str, prefix: str, *, socket_timeout: float) -> None:
-        try:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-        except ImportError as exc:  # a dependency of nexus; missing only in odd installs
-            raise StoreUnavailable(f"the redis package is not installed ({exc})") from None
-        self._redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 1),
-        )
+        self._redis = redis_client(url, socket_timeout=socket_timeout)
         self._prefix = prefix
         self._tick = self._redis.register_script(TICK)
         self._admit = self._redis.register_script(ADMIT)
