@@ -129,6 +129,23 @@ class PolicyConfig(Section):
     min_tier: int | None = Field(None, ge=1, le=5, description="Minimum backend tier.")
 
 
+class BudgetConfig(Section):
+    """The gateway's monthly spend budget (the Rust Nexus keys), by UTC calendar month."""
+
+    monthly_limit_usd: float | None = Field(
+        None, gt=0, le=1e9, description="USD per UTC month (none: no budget)."
+    )
+    soft_limit_percent: float = Field(
+        75.0, gt=0, le=100, description="From this share on, cloud only when nothing local can."
+    )
+    hard_limit_action: Annotated[
+        Literal["warn", "block_cloud", "block_all"], BeforeValidator(_lower)
+    ] = Field("warn", description="At the limit: warn, block_cloud (local only) or block_all.")
+    reconciliation_interval_secs: float = Field(
+        1.0, ge=0.1, le=3600, description="Seconds between writes (and reads) of the spend."
+    )
+
+
 class RoutingConfig(Section):
     strategy: Annotated[Strategy, BeforeValidator(_lower)] = Field(
         Strategy.SMART, description="How candidates are ordered."
@@ -146,6 +163,7 @@ class RoutingConfig(Section):
     policies: tuple[PolicyConfig, ...] = Field(
         (), max_length=1000, description="Traffic policies; the first match wins."
     )
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Spend budget.")
 
 
 LogLevel = Literal["trace", "debug", "info", "warning", "error", "critical"]
@@ -309,6 +327,13 @@ class StateConfig(Section):
     lease_ttl_seconds: float = Field(
         5.0, ge=1, le=300, description="An in-flight lease of a dead replica expires after this."
     )
+    usage_path: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="SQLite file of usage and spend (memory backend). Default: nexus-usage.db "
+        "in the working directory when a budget is set; otherwise usage since start only.",
+    )
 
     @model_validator(mode="after")
     def _ttl_outlives_sync(self) -> StateConfig:
@@ -383,6 +408,15 @@ class ClientConfig(Section):
         le=10**12,
         description="Tokens per minute: input plus max_tokens, corrected by the usage reported.",
     )
+    daily_usd: float | None = Field(None, gt=0, le=1e9, description="USD per UTC day.")
+    monthly_usd: float | None = Field(None, gt=0, le=1e9, description="USD per UTC month.")
+    soft_limit_percent: float = Field(
+        80.0, gt=0, le=100, description="From this share of a budget on, local backends first."
+    )
+    hard_limit_action: Annotated[
+        Literal["warn", "local_only", "block"], BeforeValidator(_lower)
+    ] = Field("block", description="At a budget: warn, local_only or block.")
+    admin: bool = Field(False, description="May read every client's usage (GET /v1/usage).")
 
 
 class NexusConfig(Section):

@@ -5,7 +5,7 @@ the document before validation and named in one warning. To implement a key, add
 settings tree (:mod:`nexus.config.model`) and delete its row here; a test fails while a row names
 a field the tree has. ``[]`` stands for every table of an array of tables (``[[...]]``).
 
-A section the tree lacks (``[routing.budget]``, ``[quality]``, ...) accepts only the keys its rows
+A section the tree lacks (``[quality]``, ``[lifecycle]``, ...) accepts only the keys its rows
 name; any other key in it is an error, like everywhere else.
 """
 
@@ -22,7 +22,6 @@ from nexus.config.tree import is_section
 
 EACH: Final = "[]"
 
-_F14 = "inference budgets, Rust F14: no monthly limit applies"
 _F16 = "quality tracking, Rust F16: health probes alone decide availability"
 _F19 = "fleet intelligence, Rust F19: no pre-warming recommendations"
 _F20 = "model lifecycle, Rust F20: no model load, unload or migration"
@@ -34,10 +33,6 @@ RUST_ONLY: Final = MappingProxyType(
         "max_concurrent",
         "routing.policies[].max_cost_per_request": "never enforced by Rust Nexus either",
         "routing.policies[].fallback_allowed": "never consulted by Rust Nexus either",
-        "routing.budget.monthly_limit_usd": _F14,
-        "routing.budget.soft_limit_percent": _F14,
-        "routing.budget.hard_limit_action": _F14,
-        "routing.budget.reconciliation_interval_secs": _F14,
         "logging.component_levels": "[logging] level applies to every component",
         "logging.enable_content_logging": "request content is never logged",
         "quality.error_rate_threshold": _F16,

@@ -169,7 +169,7 @@ class Attempts:
         if not first:
             await reply.aclose()
             raise UpstreamBadResponse("answered an empty stream", backend=candidate.backend.name)
-        headers = replace(headers, cost_usd=self._stream_cost(candidate, call))
+        headers = replace(headers, cost_usd=self.cost_bound(candidate, call))
         return RelayedStream(
             first,
             reply,
@@ -195,8 +195,9 @@ class Attempts:
         provider = provider_id(backend.kind.name)
         return self._prices.estimate(candidate.model, *tokens, provider=provider), tokens[1]
 
-    def _stream_cost(self, candidate: Candidate, call: Call) -> float | None:
-        """A cloud stream's upper bound: exact input tokens plus the output limit."""
+    def cost_bound(self, candidate: Candidate, call: Call) -> float | None:
+        """A cloud request's upper bound: exact input tokens plus the output limit (None for a
+        local backend, or when either is unknown)."""
         backend = candidate.backend
         if not backend.is_cloud:
             return None

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 from nexus.config.kinds import Priority, Zone
 from nexus.errors import InvalidRequest
 from nexus.gateway.attempts import Exhausted
-from nexus.gateway.failures import exhausted, invalid, queue_refused, rejected
+from nexus.gateway.failures import budget_spent, exhausted, invalid, queue_refused, rejected
 from nexus.gateway.opener import Call
 from nexus.gateway.outcome import Answer, AnswerStream, Failed, Outcome, Problem
 from nexus.gateway.queue import Admitted, Refused
 from nexus.gateway.tenants import DEFAULT, PRIORITY_HEADER, Tenant
 from nexus.headers import NexusHeaders
 from nexus.observability.events import Completed
-from nexus.routing import Rejection, RequestKind, Requirements, RoutePlan
+from nexus.routing import Candidate, Rejection, RequestKind, Requirements, RoutePlan
 from nexus.upstream.relay import ANTHROPIC_HEADERS
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ class Exchange:
         "_answer",
         "_extra",
         "_charged",
+        "_reserved",
     )
 
     def __init__(self, gateway: Gateway, kind: RequestKind, path: str, request_id: str) -> None:
@@ -61,6 +62,7 @@ class Exchange:
         self._answer: Answer | None = None
         self._extra: tuple[tuple[str, str], ...] = ()  # headers every answer carries
         self._charged: tuple[Tenant, int] | None = None  # rate-limited: (tenant, tokens taken)
+        self._reserved = 0.0  # USD counted against the budgets while the request runs
 
     async def run(
         self,
@@ -79,15 +81,10 @@ class Exchange:
             priority = (tenant or DEFAULT).priority_of(headers.get(PRIORITY_HEADER))
         except (InvalidRequest, RecursionError) as exc:
             return self._finish(invalid(exc, NexusHeaders(self.request_id)))
-        if tenant is not None:
-            if not tenant.allows(requirements.requested_model, requirements.model):
-                message = tenant.refusal(requirements.requested_model)
-                headers_ = NexusHeaders(self.request_id)
-                return self._finish(Failed(Problem.FORBIDDEN, message, headers_, param="model"))
-            if tenant.restricted and requirements.privacy is not Zone.RESTRICTED:
-                requirements = replace(requirements, privacy=Zone.RESTRICTED)
-            if tenant.limited and (refused := await self._rate(tenant, requirements)):
-                return self._finish(refused)
+        governed = await self._govern(tenant, requirements)
+        if isinstance(governed, Failed):
+            return self._finish(governed)
+        requirements = governed
         self.stream, self.input_tokens = requirements.stream, requirements.input_tokens
         call = Call(
             self.path,
@@ -120,6 +117,8 @@ class Exchange:
                 )
             if isinstance(routed, Rejection):
                 return self._finish(rejected(routed, NexusHeaders(self.request_id)))
+            if gateway.budgets.active and not self._reserved:
+                self._reserve(routed.candidates[0], call)
             result = await gateway.attempts.run(routed, call, lease=lease)
             full = isinstance(result, Exhausted) and result.at_capacity
             if not (full and queue.enabled):
@@ -136,6 +135,31 @@ class Exchange:
             result.stream.on_end = self._stream_ended
             return self._stamped(result)
         return self._finish(result)
+
+    async def _govern(
+        self, tenant: Tenant | None, requirements: Requirements
+    ) -> Requirements | Failed:
+        """Apply the tenant's model list, privacy ceiling, rate limits and the spend budgets:
+        the requirements as they tighten, or why the request is refused."""
+        if tenant is not None:
+            if not tenant.allows(requirements.requested_model, requirements.model):
+                message = tenant.refusal(requirements.requested_model)
+                headers = NexusHeaders(self.request_id)
+                return Failed(Problem.FORBIDDEN, message, headers, param="model")
+            if tenant.restricted and requirements.privacy is not Zone.RESTRICTED:
+                requirements = replace(requirements, privacy=Zone.RESTRICTED)
+            if tenant.limited and (refused := await self._rate(tenant, requirements)):
+                return refused
+        budgets = self._gateway.budgets
+        if not budgets.active:
+            return requirements
+        standing = budgets.standing(self.tenant)
+        self._extra += standing.headers()
+        if standing.blocked_by is not None:
+            return budget_spent(standing.blocked_by, budgets, NexusHeaders(self.request_id))
+        if standing.cloud is not requirements.cloud:
+            requirements = replace(requirements, cloud=standing.cloud)
+        return requirements
 
     async def _rate(self, tenant: Tenant, requirements: Requirements) -> Failed | None:
         """Take the request from the tenant's rpm and tpm; the refusal when it is over."""
@@ -183,6 +207,32 @@ class Exchange:
         elif output is not None and self.input_tokens is not None:
             self._gateway.rate_settle(tenant, taken, self.input_tokens + output)
 
+    def _reserve(self, candidate: Candidate, call: Call) -> None:
+        """Count a cloud request's upper bound against the budgets while it runs."""
+        bound = self._gateway.attempts.cost_bound(candidate, call)
+        if bound:
+            self._reserved = bound
+            self._gateway.budgets.reserve(self._owner, bound)
+
+    @property
+    def _owner(self) -> str:
+        """Whose usage this request is (the tenant; ``default`` without client keys)."""
+        return self.tenant or DEFAULT.name
+
+    def _charge(self, outcome: Outcome, output: int | None) -> None:
+        """Record the request in the usage ledger: tokens of an answer, the cost the client
+        was told; release what :meth:`_reserve` counted."""
+        gateway = self._gateway
+        if self._reserved:
+            gateway.budgets.release(self._owner, self._reserved)
+        answered = isinstance(outcome, Answer) and outcome.status < 300
+        gateway.ledger.charge(
+            self._owner,
+            usd=outcome.headers.cost_usd or 0.0,
+            input_tokens=(self.input_tokens or 0) if answered else 0,
+            output_tokens=(output or 0) if answered else 0,
+        )
+
     def _stamped(self, outcome: Outcome) -> Outcome:
         """``outcome`` with the headers every answer of this request carries."""
         if not self._extra:
@@ -205,6 +255,7 @@ class Exchange:
             failovers, ttfb, output = max(0, outcome.failed_attempts - 1), None, None
         if self._charged is not None:
             self._settle(outcome, output)
+        self._charge(outcome, output)
         self._gateway.observer.completed(
             Completed(
                 request_id=self.request_id,

@@ -15,6 +15,7 @@ from nexus.errors import (
     UpstreamTimeout,
 )
 from nexus.gateway.attempts import Exhausted
+from nexus.gateway.budgets import Budget, Budgets
 from nexus.gateway.outcome import Failed, Problem
 from nexus.gateway.queue import Ending, Refused
 from nexus.headers import NexusHeaders
@@ -43,6 +44,18 @@ def rejected(rejection: Rejection, headers: NexusHeaders) -> Failed:
         context=rejection.context(),
         retry_after=rejection.retry_after_seconds,
     )
+
+
+def budget_spent(budget: Budget, budgets: Budgets, headers: NexusHeaders) -> Failed:
+    """A budget whose hard-limit action is block is spent: 429 until its period renews."""
+    left = budgets.seconds_left(budget)
+    spent = budgets.spent(budget)
+    renews = "tomorrow (00:00 UTC)" if budget.period == "day" else "on the 1st (00:00 UTC)"
+    message = (
+        f"{budget.describe()} of {budget.limit_usd:.2f} USD is spent ({spent:.2f} USD); "
+        f"requests are refused until it renews {renews}"
+    )
+    return Failed(Problem.BUDGET_SPENT, message, headers, retry_after=left)
 
 
 def shutting_down(headers: NexusHeaders) -> Failed:

@@ -8,8 +8,9 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from loguru import logger
@@ -23,6 +24,7 @@ from nexus.gateway.opener import UpstreamOpener
 from nexus.gateway.ratelimit import RedisRateLimiter
 from nexus.health.checker import HealthChecker
 from nexus.health.probes import ShowCache, probe_all
+from nexus.state.ledger import Ledger, MemoryLedger
 from nexus.upstream.relay import relay_session
 
 if TYPE_CHECKING:
@@ -50,6 +52,9 @@ async def run_gateway(
         shared = await _start_shared_state(gateway)
         limiter = _shared_limiter(gateway) if shared is not None else None
         gateway.shared_limiter = limiter
+        ledger, redis = _ledger(gateway)
+        await ledger.start()
+        gateway.ledger = ledger
         attempts = Attempts(
             gateway.registry,
             gateway.opener
@@ -78,6 +83,9 @@ async def run_gateway(
             if limiter is not None:
                 gateway.shared_limiter = None
                 await limiter.aclose()
+            await ledger.stop()
+            if redis is not None:
+                await redis.aclose()
             if translated is not None:
                 await translated
             if _TRANSLATED in sys.modules:  # LiteLLM was used (a configured or bridged backend)
@@ -134,6 +142,36 @@ def _shared_limiter(gateway: Gateway) -> RedisRateLimiter | None:
     return RedisRateLimiter(
         client, state.key_prefix, timeout=state.acquire_timeout_seconds, clock=gateway.clock
     )
+
+
+#: The usage ledger's file when a budget is set and no [state] usage_path is.
+DEFAULT_USAGE_PATH = "nexus-usage.db"
+
+
+def _ledger(gateway: Gateway) -> tuple[Ledger, Any]:
+    """The usage ledger (and the Redis client it owns, if any): Redis with the redis backend,
+    else the SQLite file of ``[state] usage_path`` (by default nexus-usage.db when a budget is
+    set), else memory only."""
+    state = gateway.config.state
+    interval = gateway.config.routing.budget.reconciliation_interval_secs
+    if state.backend == "redis":
+        from nexus.state.ledger_redis import RedisLedger
+        from nexus.state.store import redis_client
+
+        client = redis_client(
+            state.redis_url.get_secret_value(), socket_timeout=state.sync_timeout_seconds
+        )
+        ledger = RedisLedger(
+            client, state.key_prefix, flush_interval=interval, timeout=state.sync_timeout_seconds
+        )
+        return ledger, client
+    path = state.usage_path or (DEFAULT_USAGE_PATH if gateway.budgets.active else None)
+    if path is None:
+        return MemoryLedger(), None
+    from nexus.state.ledger_sqlite import SqliteLedger
+
+    logger.info("usage and spend are kept in {}", Path(path).resolve())
+    return SqliteLedger(Path(path), flush_interval=interval), None
 
 
 def _warm_up_translation(config: NexusConfig) -> asyncio.Task[None] | None:

@@ -31,6 +31,7 @@ class Problem(StrEnum):
     UNAVAILABLE = "unavailable"  # the model is known; nothing can serve it now
     SHUTTING_DOWN = "shutting_down"  # draining: go elsewhere
     RATE_LIMITED = "rate_limited"  # the client's tenant is over its rpm or tpm
+    BUDGET_SPENT = "budget_spent"  # a spend budget with the action block is spent
     UPSTREAM_TIMEOUT = "upstream_timeout"  # the last attempt ran out of time
     UPSTREAM_ERROR = "upstream_error"  # the last backend's own error, passed on
     STREAM_BROKEN = "stream_broken"  # the backend failed after the stream started
@@ -56,6 +57,7 @@ PROBLEMS: dict[Problem, ProblemClass] = {
     Problem.UNAVAILABLE: ProblemClass(503, "service_unavailable", "service_unavailable"),
     Problem.SHUTTING_DOWN: ProblemClass(503, "service_unavailable", "shutting_down"),
     Problem.RATE_LIMITED: ProblemClass(429, "rate_limit_error", "rate_limit_exceeded"),
+    Problem.BUDGET_SPENT: ProblemClass(429, "insufficient_quota", "insufficient_quota"),
     Problem.UPSTREAM_TIMEOUT: ProblemClass(504, "gateway_timeout", "gateway_timeout"),
     Problem.UPSTREAM_ERROR: ProblemClass(502, "upstream_error", "upstream_error"),
     Problem.STREAM_BROKEN: ProblemClass(502, "upstream_error", "stream_interrupted"),

@@ -24,6 +24,7 @@ from nexus.backends.registry import Registry
 from nexus.backends.transitions import Thresholds
 from nexus.config import NexusConfig
 from nexus.gateway.attempts import Attempts
+from nexus.gateway.budgets import Budgets
 from nexus.gateway.drain import Drain
 from nexus.gateway.exchange import Exchange
 from nexus.gateway.lifecycle import run_gateway
@@ -44,6 +45,7 @@ from nexus.routing import (
     plan,
     requirements_from,
 )
+from nexus.state.ledger import Ledger, MemoryLedger
 
 if TYPE_CHECKING:
     from nexus.state import SharedState
@@ -95,6 +97,8 @@ class Gateway:
         self.checker: HealthChecker | None = None  # while running
         self.shared: SharedState | None = None  # while running, with [state] backend = "redis"
         self._attempts: Attempts | None = None
+        self.ledger: Ledger = MemoryLedger()  # replaced by the stored one while running
+        self.budgets = Budgets(config, lambda: self.ledger)
         self.limiter = RateLimiter(clock=clock)
         self.shared_limiter: RedisRateLimiter | None = None  # while running, on Redis
         self._settling: set[asyncio.Task[None]] = set()

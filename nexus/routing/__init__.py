@@ -7,6 +7,7 @@ from nexus.routing.planner import plan, recovery_time
 from nexus.routing.policy import Constraint, RoutingPolicy
 from nexus.routing.reasons import Role, RouteReason, SkipReason
 from nexus.routing.requirements import (
+    CloudUse,
     RequestKind,
     Requirements,
     TierMode,
@@ -16,6 +17,7 @@ from nexus.routing.route import Candidate, Decision, Rejection, RoutePlan, Stage
 
 __all__ = [
     "Candidate",
+    "CloudUse",
     "Constraint",
     "Decision",
     "Rejection",

@@ -70,6 +70,8 @@ def skip_detail(
         return f"zone {backend.zone.value}; the request must stay on restricted backends"
     if skip is SkipReason.TIER:
         return f"tier {backend.tier}; tier {stage.min_tier} or higher is required"
+    if skip is SkipReason.BUDGET:
+        return "a cloud backend; a spend budget keeps this request on local backends"
     if skip in _CAPABILITY_WORDS:
         return f"model {stage.model!r} here lacks {_CAPABILITY_WORDS[skip]}"
     if skip is SkipReason.CONTEXT_LENGTH:
@@ -146,6 +148,9 @@ def _problem(skip: SkipReason, backends: list[BackendView], stage: Stage, now: f
     if skip in _CAPABILITY_WORDS:
         listed = names([b.name for b in backends])
         return f"needs {_CAPABILITY_WORDS[skip]}, which it lacks on {listed}"
+    if skip is SkipReason.BUDGET:
+        listed = names([b.name for b in backends])
+        return f"must stay on local backends (spend budget); cloud backends with it: {listed}"
     if skip is SkipReason.CONTEXT_LENGTH:
         windows = names([f"{b.name} ({_window(b, stage.model)})" for b in backends])
         return f"has too short a context for this request on {windows}"

@@ -42,7 +42,7 @@ from nexus.config.kinds import Zone
 from nexus.routing import explain, strategies
 from nexus.routing.policy import RoutingPolicy
 from nexus.routing.reasons import HEALTH_SKIPS, Role, SkipReason
-from nexus.routing.requirements import RequestKind, Requirements, TierMode
+from nexus.routing.requirements import CloudUse, RequestKind, Requirements, TierMode
 from nexus.routing.route import Candidate, Decision, Rejection, RoutePlan, Stage
 
 _RESTRICTED = Zone.RESTRICTED
@@ -122,7 +122,19 @@ def _stage(
         if info is not None:
             skip = skip_reason(backend, info, requirements, restricted, min_tier, now)
             decisions.append(Decision(backend, skip))
+    if requirements.cloud is CloudUse.UNLESS_LOCAL:
+        decisions = _local_first(decisions)
     return Stage(model, role, privacy, min_tier, tuple(decisions), fleet)
+
+
+def _local_first(decisions: list[Decision]) -> list[Decision]:
+    """A budget's soft limit: when a local backend is kept, the kept cloud ones are skipped."""
+    if not any(d.skip is None and not d.backend.is_cloud for d in decisions):
+        return decisions
+    return [
+        Decision(d.backend, SkipReason.BUDGET) if d.skip is None and d.backend.is_cloud else d
+        for d in decisions
+    ]
 
 
 def skip_reason(
@@ -138,6 +150,8 @@ def skip_reason(
         return SkipReason.PRIVACY_ZONE
     if min_tier is not None and backend.tier < min_tier:
         return SkipReason.TIER
+    if requirements.cloud is CloudUse.NEVER and backend.is_cloud:
+        return SkipReason.BUDGET
     if requirements.vision and info.vision is False:
         return SkipReason.NO_VISION
     if requirements.tools and info.tools is False:

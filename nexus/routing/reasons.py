@@ -22,6 +22,7 @@ class SkipReason(StrEnum):
     COOLING_DOWN = "cooling_down"  # after a 429, until its Retry-After
     MODEL_FAILING = "model_failing"  # this model failed here repeatedly: out for a while
     AT_CAPACITY = "at_capacity"  # in_flight >= max_concurrent
+    BUDGET = "budget"  # a cloud backend, while a spend budget keeps the request local
 
 
 #: Skips that make a more preferred backend's absence a failover.
@@ -41,6 +42,7 @@ class RouteReason(StrEnum):
     CAPABILITY_MATCH = "capability-match"
     CAPACITY_OVERFLOW = "capacity-overflow"
     PRIVACY_REQUIREMENT = "privacy-requirement"
+    BUDGET_LIMIT = "budget-limit"  # a spend budget moved the request off a cloud backend
     FAILOVER = "failover"
 
 

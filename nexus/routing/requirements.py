@@ -41,6 +41,14 @@ RequestKind = Api
 """A request's kind is the client API it arrived in."""
 
 
+class CloudUse(StrEnum):
+    """Whether cloud backends may serve, as spend budgets decide."""
+
+    ALLOWED = "allowed"
+    UNLESS_LOCAL = "unless_local"  # soft limit: only when no local backend can serve the model
+    NEVER = "never"  # hard limit: local backends only
+
+
 @dataclass(frozen=True, slots=True)
 class Requirements:
     """What one request needs.
@@ -64,6 +72,7 @@ class Requirements:
     privacy: Zone = Zone.OPEN
     min_tier: int | None = None
     tier_mode: TierMode = TierMode.STRICT
+    cloud: CloudUse = CloudUse.ALLOWED  # what spend budgets leave of the cloud backends
 
     def __post_init__(self) -> None:
         if not self.requested_model:

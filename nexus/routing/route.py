@@ -109,7 +109,8 @@ class RoutePlan:
 
         Failover: an earlier attempt failed, the candidate's model is a fallback or substitute,
         or a more preferred backend was skipped as unhealthy or cooling down. Else capacity
-        overflow: a more preferred backend was at its in-flight limit. Else privacy requirement:
+        overflow: a more preferred backend was at its in-flight limit. Else budget limit: a
+        spend budget skipped a more preferred cloud backend. Else privacy requirement:
         the privacy requirement removed a backend. Else capability match.
         """
         candidate = self.candidates[index]
@@ -121,6 +122,8 @@ class RoutePlan:
             return RouteReason.FAILOVER
         if SkipReason.AT_CAPACITY in ahead:
             return RouteReason.CAPACITY_OVERFLOW
+        if SkipReason.BUDGET in ahead:
+            return RouteReason.BUDGET_LIMIT
         if stage.privacy_removed_any():
             return RouteReason.PRIVACY_REQUIREMENT
         return RouteReason.CAPABILITY_MATCH
