@@ -63,6 +63,11 @@ class Budget:
     soft_percent: float
     action: Action
 
+    @property
+    def label(self) -> str:
+        """``gateway/month``, ``ci/day``: the metrics label."""
+        return f"{'gateway' if self.owner == GLOBAL else self.owner}/{self.period}"
+
     def describe(self) -> str:
         which = "daily" if self.period == "day" else "monthly"
         if self.owner == GLOBAL:
@@ -171,6 +176,13 @@ class Budgets:
             self._warned.add(budget)
             spent = f"{self.spent(budget):.2f} of {budget.limit_usd:.2f} USD"
             logger.warning("{} is spent ({}): action {}", budget.describe(), spent, budget.action)
+
+    def rows(self) -> list[tuple[str, float, float, int]]:
+        """Every budget as (``owner/period``, limit, spent, status 0/1/2), for the metrics."""
+        every = [b for own in self._by_tenant.values() for b in own]
+        if self.gateway_budget is not None:
+            every.append(self.gateway_budget)
+        return [(b.label, b.limit_usd, self.spent(b), _RANK[self.status(b)]) for b in every]
 
     def seconds_left(self, budget: Budget) -> int:
         """Seconds until ``budget``'s period ends (the next UTC day or month)."""

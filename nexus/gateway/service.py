@@ -99,6 +99,8 @@ class Gateway:
         self._attempts: Attempts | None = None
         self.ledger: Ledger = MemoryLedger()  # replaced by the stored one while running
         self.budgets = Budgets(config, lambda: self.ledger)
+        if self.budgets.active:
+            self.observability.metrics.watch_budgets(self.budgets.rows)
         self.limiter = RateLimiter(clock=clock)
         self.shared_limiter: RedisRateLimiter | None = None  # while running, on Redis
         self._settling: set[asyncio.Task[None]] = set()

@@ -24,6 +24,11 @@ nexus_backends_healthy                   gauge      (none)
 nexus_in_flight                          gauge      backend
 nexus_queue_depth                        gauge      priority
 nexus_queue_wait_seconds                 histogram  priority, outcome
+nexus_tenant_requests_total              counter    tenant, status
+nexus_tenant_cost_usd_total              counter    tenant
+nexus_budget_limit_usd                   gauge      budget
+nexus_budget_spending_usd                gauge      budget
+nexus_budget_status                      gauge      budget (0 ok, 1 soft limit, 2 hard limit)
 =======================================  =========  ============================================
 """
 
@@ -139,6 +144,18 @@ class Metrics:
             buckets=PLANNER_BUCKETS,
             registry=r,
         )
+        self._tenant_requests = Counter(
+            "nexus_tenant_requests_total",
+            "Requests per client (tenant; 'default' without client keys).",
+            ["tenant", "status"],
+            registry=r,
+        )
+        self._tenant_cost = Counter(
+            "nexus_tenant_cost_usd_total",
+            "Estimated cost (X-Nexus-Cost-Estimated) per client.",
+            ["tenant"],
+            registry=r,
+        )
         self._queue_wait = Histogram(
             "nexus_queue_wait_seconds",
             "Time requests waited in the queue, by how the wait ended "
@@ -174,10 +191,18 @@ class Metrics:
         moves = event.failovers
         if moves:
             self._failovers.labels(model).inc(moves)
+        tenant = event.tenant or "default"
+        self._tenant_requests.labels(tenant, code).inc()
+        if event.cost_usd:
+            self._tenant_cost.labels(tenant).inc(event.cost_usd)
 
     def queue_wait(self, priority: str, outcome: str, seconds: float) -> None:
         """Record the end of one wait in the queue."""
         self._queue_wait.labels(priority, outcome).observe(seconds)
+
+    def watch_budgets(self, budgets: Callable[[], Iterable[tuple[str, float, float, int]]]) -> None:
+        """Expose ``budgets()`` rows (label, limit USD, spent USD, status 0/1/2) as gauges."""
+        self.registry.register(BudgetGauges(budgets))
 
     def watch_queue(self, depth: Callable[[], Mapping[str, int]]) -> None:
         """Expose ``depth()`` (waiting requests per priority) as ``nexus_queue_depth``."""
@@ -256,3 +281,31 @@ class QueueGauge:
         for priority, count in depth.items():
             family.add_metric([priority], count)
         return family
+
+
+class BudgetGauges:
+    """Each spend budget's limit, spending and status (0 ok, 1 soft, 2 hard), at scrape time."""
+
+    def __init__(self, rows: Callable[[], Iterable[tuple[str, float, float, int]]]) -> None:
+        self._rows = rows
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(())
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self._rows())
+
+    @staticmethod
+    def _families(rows: Iterable[tuple[str, float, float, int]]) -> list[Metric]:
+        limit = GaugeMetricFamily("nexus_budget_limit_usd", "Budget (USD).", labels=["budget"])
+        spent = GaugeMetricFamily(
+            "nexus_budget_spending_usd", "Spent in the budget's period (USD).", labels=["budget"]
+        )
+        status = GaugeMetricFamily(
+            "nexus_budget_status", "0 ok, 1 past the soft limit, 2 spent.", labels=["budget"]
+        )
+        for label, limit_usd, spent_usd, code in rows:
+            limit.add_metric([label], limit_usd)
+            spent.add_metric([label], spent_usd)
+            status.add_metric([label], code)
+        return [limit, spent, status]

@@ -52,6 +52,10 @@ async def test_the_soft_limit_moves_cloud_traffic_to_local(fleet) -> None:
         spend(gw, 5.0)
         after = await gw.client.post(CHAT, json=chat_body())
         cloud_only = await gw.client.post(CHAT, json=chat_body(CLOUD_ONLY))
+        metrics = (await gw.client.get("/metrics")).text
+    assert 'nexus_budget_status{budget="gateway/month"} 1.0' in metrics
+    assert 'nexus_budget_limit_usd{budget="gateway/month"} 10.0' in metrics
+    assert 'nexus_tenant_requests_total{status="2xx",tenant="default"} 3.0' in metrics
     assert before.headers["x-nexus-backend"] == "cloud"
     assert "x-nexus-budget-status" not in before.headers
     assert after.status_code == 200

@@ -32,6 +32,11 @@ PINNED = {
     "nexus_in_flight": ("gauge", {"backend"}),
     "nexus_queue_wait_seconds": ("histogram", {"priority", "outcome"}),
     "nexus_queue_depth": ("gauge", {"priority"}),
+    "nexus_tenant_requests_total": ("counter", {"tenant", "status"}),
+    "nexus_tenant_cost_usd_total": ("counter", {"tenant"}),
+    "nexus_budget_limit_usd": ("gauge", {"budget"}),
+    "nexus_budget_spending_usd": ("gauge", {"budget"}),
+    "nexus_budget_status": ("gauge", {"budget"}),
 }
 
 
@@ -83,6 +88,7 @@ def test_metric_names_types_and_labels_are_pinned() -> None:
     metrics.planner_decision(1e-5)
     metrics.queue_wait("high", "served", 0.2)
     metrics.watch_queue(lambda: {"high": 1, "normal": 0, "low": 0})
+    metrics.watch_budgets(lambda: [("gateway/month", 10.0, 7.5, 1)])
     found: dict[str, tuple[str, set[str]]] = {}
     for family in metrics.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
