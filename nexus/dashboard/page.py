@@ -36,7 +36,7 @@ def render_page(data: Mapping[str, Any]) -> str:
         backends="".join(backend_card(b) for b in data["backends"])
         or '<li class="empty">No backends configured or discovered.</li>',
         requests="".join(request_row(r) for r in data["requests"])
-        or '<tr class="empty"><td colspan="7">No requests yet.</td></tr>',
+        or '<tr class="empty"><td colspan="8">No requests yet.</td></tr>',
     )
 
 
@@ -77,6 +77,7 @@ def request_row(entry: Mapping[str, Any]) -> str:
         ("Time", time_text(entry["time"]), ""),
         ("Model", entry["model"], "model"),
         ("API", entry.get("endpoint") or DASH, ""),
+        ("Client", entry.get("tenant") or DASH, ""),
         ("Backend", entry["backend"] or "none", ""),
         ("Status", status_text(entry), f"status-{status // 100}xx"),
         ("Duration", duration_text(entry["duration_ms"]), ""),

@@ -106,6 +106,7 @@ def test_dashboard_updates_live_and_fits_a_phone(browser: Browser, served) -> No
     assert time.monotonic() - sent < 2
     assert row is not None
     assert "capability-match" in row.inner_text() and "cpu" in row.inner_text()
+    assert "0 waiting in the queue" in page.inner_text("#summary")  # rendered by the script
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 

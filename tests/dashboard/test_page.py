@@ -40,6 +40,7 @@ def data(**overrides: object) -> dict[str, object]:
         "duration_ms": 1234.5,
         "route_reason": None,
         "endpoint": "messages",
+        "tenant": "ci",
         "stream": False,
         "stream_broken": False,
     }
@@ -67,8 +68,9 @@ def test_snapshot_is_readable_without_javascript() -> None:
     assert 'data-backend="gpu"' in html and "status-unhealthy" in html
     for text in ("restricted", ">2<", "vllm (local)", "1 / 4", "12.3 ms", "03:04:05", "1.23 s"):
         assert text in html
-    assert "1 requests, 0 ok, 1 errors; 0 of 1 backends healthy" in html
+    assert "1 requests, 0 ok, 1 errors; 0 of 1 backends healthy; 0 waiting in the queue" in html
     assert '<td data-label="API">messages</td>' in html and "<th>API</th>" in html
+    assert '<td data-label="Client">ci</td>' in html and "<th>Client</th>" in html
     assert '<meta http-equiv="refresh"' in html  # inside <noscript>
     assert "http://" not in html and "https://" not in html  # no CDN, no backend URL
     empty = render_page(data(backends=[], requests=[]))

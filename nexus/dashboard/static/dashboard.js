@@ -74,6 +74,7 @@
       ["Time", r.time.slice(11, 19), ""],
       ["Model", r.model, "model"],
       ["API", r.endpoint || DASH, ""],
+      ["Client", r.tenant || DASH, ""],
       ["Backend", r.backend || "none", ""],
       ["Status", statusText(r), "status-" + Math.floor(r.status / 100) + "xx"],
       ["Duration", durationText(r.duration_ms), ""],
@@ -104,7 +105,7 @@
     var rows = data.requests.map(requestRow);
     document.getElementById("requests").replaceChildren.apply(
       document.getElementById("requests"),
-      rows.length ? rows : [empty("tr", "No requests yet.", 7)]
+      rows.length ? rows : [empty("tr", "No requests yet.", 8)]
     );
   }
 
