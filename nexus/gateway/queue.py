@@ -172,9 +172,10 @@ class RequestQueue:
             self._observe(ticket.priority.value, how, waited)
 
     def slot_freed(self) -> None:
-        """A lease ended: admit the first waiters that can now be served."""
+        """A lease ended: admit the first waiter that can now be served (one slot freed; the
+        poll admits any further ones)."""
         if self._waiting:
-            self._dispatch()
+            self._dispatch(first_only=True)
 
     def close(self) -> None:
         """Draining: every waiter is answered with :attr:`Ending.SHUTDOWN`; later waits too."""
@@ -184,7 +185,8 @@ class RequestQueue:
             if ticket.future is not None and not ticket.future.done():
                 self._settle(ticket, Refused(Ending.SHUTDOWN, now - ticket.enqueued))
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, *, first_only: bool = False) -> None:
+        """Plan the waiters again in queue order; admit those with a free slot."""
         now = asyncio.get_running_loop().time()
         for ticket in list(self._waiting):
             assert ticket.replan is not None and ticket.future is not None
@@ -194,6 +196,8 @@ class RequestQueue:
             if isinstance(result, RoutePlan):
                 lease = self._registry.lease(result.candidates[0].backend.name)
                 self._settle(ticket, Admitted(result, lease, now - ticket.enqueued))
+                if first_only:
+                    return
             elif not result.busy:
                 self._settle(ticket, result)
 
