@@ -106,12 +106,13 @@ def exposure_warning(config: NexusConfig) -> str | None:
     host = config.server.host
     loopback = host in ("localhost", "::1") or host.startswith("127.")
     cloud = [b.name for b in config.backends if b.kind.is_cloud]
-    if loopback or not cloud or config.server.api_keys_env is not None:
+    keyed = config.server.api_keys_env is not None or bool(config.clients)
+    if loopback or not cloud or keyed:
         return None
     return (
         f"listening on {host} with cloud backend(s) {', '.join(cloud)} and no client keys: "
         "anyone who can reach this port can spend their API keys; set [server] api_keys_env "
-        "or bind to 127.0.0.1"
+        "or [[clients]], or bind to 127.0.0.1"
     )
 
 

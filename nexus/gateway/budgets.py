@@ -46,6 +46,11 @@ class BudgetStatus(StrEnum):
 
 _RANK = {BudgetStatus.OK: 0, BudgetStatus.SOFT: 1, BudgetStatus.HARD: 2}
 #: The gateway's hard-limit actions, in the clients' words.
+_EFFECTS: dict[Action, str] = {
+    "warn": "requests go on (warn), local backends first",
+    "local_only": "only local backends serve",
+    "block": "requests are refused until it renews",
+}
 _GLOBAL_ACTIONS: dict[str, Action] = {
     "warn": "warn",
     "block_cloud": "local_only",
@@ -175,7 +180,9 @@ class Budgets:
         elif budget not in self._warned:
             self._warned.add(budget)
             spent = f"{self.spent(budget):.2f} of {budget.limit_usd:.2f} USD"
-            logger.warning("{} is spent ({}): action {}", budget.describe(), spent, budget.action)
+            logger.warning(
+                "{} is spent ({}): {}", budget.describe(), spent, _EFFECTS[budget.action]
+            )
 
     def rows(self) -> list[tuple[str, float, float, int]]:
         """Every budget as (``owner/period``, limit, spent, status 0/1/2), for the metrics."""

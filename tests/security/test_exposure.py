@@ -78,3 +78,15 @@ def test_no_warning_otherwise(
     text = served_log(tmp_path, host, backends, **server)
     assert "listening on" in text.lower() or "Nexus listening" in text
     assert WARNING not in text
+
+
+def test_clients_keys_count_as_client_keys() -> None:
+    from nexus.config import NexusConfig
+    from nexus.server import exposure_warning
+
+    open_to_all = NexusConfig.model_validate({"backends": [CLOUD]})
+    keyed = NexusConfig.model_validate(
+        {"backends": [CLOUD], "clients": [{"name": "ci", "api_key_env": "CI_KEY"}]}
+    )
+    assert exposure_warning(open_to_all) is not None
+    assert exposure_warning(keyed) is None
