@@ -26,6 +26,7 @@ from nexus.api import (
     models,
     route,
     stats,
+    usage,
 )
 from nexus.api.auth import ClientAuthMiddleware, ClientKeys
 from nexus.api.context import NexusApp
@@ -73,8 +74,8 @@ def create_app(
         redoc_url=None,
         lifespan=_lifespan,
     )
-    routers = (inference, count_tokens, models, route, admin, health, metrics, stats, dashboard)
-    for module in routers:
+    routers = (inference, count_tokens, models, route, admin, health, metrics, stats, usage)
+    for module in (*routers, dashboard):
         app.include_router(module.router)
     app.openapi = openapi_document(app)  # type: ignore[method-assign]
     app.add_middleware(InferenceFastPath)  # innermost: drain and client keys still apply

@@ -1,7 +1,12 @@
-"""The CLI through typer's runner: config init/check, --version, --help."""
+"""The CLI through typer's runner: config init/check, --version, --help; ``nexus usage``
+against a running ``nexus serve``."""
 
 from __future__ import annotations
 
+import subprocess
+from typing import Any
+
+import httpx
 import orjson
 import pytest
 from typer.testing import CliRunner
@@ -10,6 +15,8 @@ from nexus import __version__
 from nexus.cli import app
 from nexus.cli.config_cmds import example_config
 from tests.conftest import REPO
+from tests.e2e.serving import NEXUS, nexus_serve
+from tests.fakes.server import FakeModel
 
 runner = CliRunner()
 
@@ -123,3 +130,118 @@ def test_config_init_refuses_to_overwrite_without_force(tmp_path) -> None:
 
 def test_repository_nexus_toml_is_the_packaged_example() -> None:
     assert (REPO / "nexus.toml").read_text() == example_config()
+
+
+USAGE_KEYS = {"CLOUD_KEY": "sk-cloud-usage", "CI_KEY": "ci-key-123", "OPS_KEY": "ops-key-789"}
+
+
+def usage_config(tmp_path, upstream: str) -> str:
+    path = tmp_path / "usage.toml"
+    path.write_text(
+        f"""
+[discovery]
+enabled = false
+[state]
+usage_path = "{tmp_path / "usage.db"}"
+[pricing.m]
+input_per_1k = 10.0
+output_per_1k = 10.0
+[[backends]]
+name = "cloud"
+url = "{upstream}"
+type = "openai"
+api_key_env = "CLOUD_KEY"
+[[clients]]
+name = "ci"
+api_key_env = "CI_KEY"
+rpm = 60
+daily_usd = 5.0
+[[clients]]
+name = "ops"
+api_key_env = "OPS_KEY"
+admin = true
+"""
+    )
+    return str(path)
+
+
+def nexus_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``nexus`` in a wide terminal, as a user runs it."""
+    environ = {"COLUMNS": "200", "PATH": "/usr/bin:/bin", **env}
+    return subprocess.run([NEXUS, *args], capture_output=True, text=True, timeout=20, env=environ)
+
+
+@pytest.mark.e2e
+def test_usage_reads_a_running_gateway(tmp_path, fake_openai) -> None:
+    fake_openai.set_models(FakeModel("m"))
+    config = usage_config(tmp_path, fake_openai.url)
+    with nexus_serve("--config", config, cwd=tmp_path, env=USAGE_KEYS) as served:
+        ci = {"authorization": f"Bearer {USAGE_KEYS['CI_KEY']}"}
+        for _ in range(2):
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            answer = httpx.post(f"{served.url}/v1/chat/completions", json=body, headers=ci)
+            assert answer.status_code == 200, answer.text
+        own = nexus_cli("usage", "--url", served.url, "--api-key", USAGE_KEYS["CI_KEY"])
+        every = nexus_cli("usage", "--url", served.url, NEXUS_API_KEY=USAGE_KEYS["OPS_KEY"])
+        as_json = nexus_cli("usage", "--json", "--url", served.url, "--api-key", "ops-key-789")
+        keyless = nexus_cli("usage", "--url", served.url)
+        wrong = nexus_cli("usage", "--url", served.url, "--api-key", "not-a-key")
+    for result in (own, every, as_json):
+        assert result.returncode == 0, result.stderr
+    for result in (own, every, as_json, keyless, wrong):
+        assert not any(key in result.stdout + result.stderr for key in USAGE_KEYS.values())
+    assert "ci" in own.stdout and "ops" not in own.stdout and "Gateway" not in own.stdout
+    assert "2 / 2" in own.stdout  # requests today / this month
+    assert "day: " in own.stdout and "left (ok), renews in" in own.stdout
+    assert "60 rpm" in own.stdout and "5.0000 USD/day" in own.stdout
+    assert "ops" in every.stdout and "default" in every.stdout
+    assert "Gateway this month: 2 requests" in every.stdout
+    data = orjson.loads(as_json.stdout)
+    assert [t["name"] for t in data["tenants"]] == ["default", "ci", "ops"]
+    assert data["tenants"][1]["month"]["requests"] == 2
+    assert data["tenants"][1]["budgets"][0]["status"] == "ok"
+    assert data["gateway"]["month"]["requests"] == 2
+    for refused, why in ((keyless, "it needs a client key"), (wrong, "the key was refused")):
+        assert refused.returncode == 1 and refused.stdout == ""
+        [line] = refused.stderr.strip().splitlines()
+        assert line == (
+            f"error: {served.url}/v1/usage answered HTTP 401: {why}; "
+            "send a client key with --api-key or NEXUS_API_KEY"
+        )
+
+
+def test_usage_of_an_unreachable_gateway_is_one_line_and_exit_1(refused_url) -> None:
+    result = runner.invoke(app, ["usage", "--url", refused_url, "--json"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"error: cannot reach Nexus at {refused_url}")
+    assert "Usage" in runner.invoke(app, ["usage", "--help"]).stdout
+
+
+def test_usage_shows_the_gateway_budget_to_an_admin(monkeypatch) -> None:
+    spent = {"requests": 40, "input_tokens": 1200, "output_tokens": 300, "spend_usd": 12.5}
+    budget = {
+        "period": "month", "limit_usd": 10.0, "spent_usd": 12.5, "remaining_usd": 0.0,
+        "status": "hard_limit", "renews_in_seconds": 3 * 86_400 + 7200,
+        "hard_limit_action": "block_all",
+    }  # fmt: skip
+    body = {
+        "object": "usage", "day": "2026-12-05", "month": "2026-12",
+        "tenants": [{"name": "default", "day": spent, "month": spent, "budgets": [],
+                     "limits": dict.fromkeys(("rpm", "tpm", "daily_usd", "monthly_usd"))}],
+        "gateway": {"month": spent, "budget": budget},
+    }  # fmt: skip
+    asked: list[str] = []
+
+    def fetch(url: str, path: str, **options: Any) -> dict[str, Any]:
+        asked.append(path)
+        return body
+
+    monkeypatch.setattr("nexus.cli.usage.fetch", fetch)
+    result = runner.invoke(app, ["usage"])
+    assert result.exit_code == 0, result.output
+    assert asked == ["/v1/usage"]
+    assert result.stdout.splitlines()[-1] == (
+        "Gateway this month: 40 requests, 1,200 tokens in, 300 out, 12.5000 USD; budget month: "
+        "0.0000 of 10.0000 left (hard_limit), renews in 3d 2h, then block_all"
+    )

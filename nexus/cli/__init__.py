@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from nexus import __version__
-from nexus.cli import config_cmds, remote
+from nexus.cli import config_cmds, remote, usage
 from nexus.cli.output import ConfigOption, load_or_exit, out
 
 app = typer.Typer(
@@ -64,6 +64,7 @@ def serve(
 
 app.add_typer(config_cmds.app, name="config")
 remote.register(app)
+app.command("usage")(usage.usage)
 
 
 def main() -> None:

@@ -27,13 +27,25 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 backends_app = typer.Typer(help="Show the backends of a running gateway.", no_args_is_help=True)
 
 
-def fetch(url: str, path: str, *, ok_statuses: tuple[int, ...] = (200,)) -> Any:
-    """GET ``path`` from the gateway at ``url`` and return its JSON, or exit 1 with one line."""
+def fetch(
+    url: str,
+    path: str,
+    *,
+    ok_statuses: tuple[int, ...] = (200,),
+    key: str | None = None,
+    unauthorized: str | None = None,
+) -> Any:
+    """GET ``path`` from the gateway at ``url`` (with the client ``key`` as a bearer token) and
+    return its JSON, or exit 1 with one line (``unauthorized``: what to say after a 401)."""
     target = url.rstrip("/") + path
+    headers = {"authorization": f"Bearer {key.strip()}"} if key and key.strip() else None
     try:
-        response = httpx.get(target, timeout=10.0)
+        response = httpx.get(target, timeout=10.0, headers=headers)
     except httpx.TransportError as exc:
         raise fail(f"cannot reach Nexus at {url}: {_cause(exc)}") from None
+    if response.status_code == 401 and unauthorized:
+        refused = "the key was refused" if headers else "it needs a client key"
+        raise fail(f"{target} answered HTTP 401: {refused}; {unauthorized}")
     if response.status_code not in ok_statuses:
         raise fail(f"{target} answered HTTP {response.status_code}")
     try:
