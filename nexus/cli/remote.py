@@ -23,6 +23,16 @@ UrlOption = Annotated[
     str, typer.Option("--url", envvar="NEXUS_URL", help="The running gateway's base URL.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="NEXUS_API_KEY",
+        help="A client key, when the gateway requires one.",
+        show_default=False,
+    ),
+]
+KEY_HINT = "send a client key with --api-key or NEXUS_API_KEY"
 
 backends_app = typer.Typer(help="Show the backends of a running gateway.", no_args_is_help=True)
 
@@ -70,9 +80,11 @@ STATUS_STYLE = {"healthy": "green", "unhealthy": "red", "unknown": "yellow"}
 
 
 @backends_app.command("list")
-def backends_list(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def backends_list(
+    url: UrlOption = DEFAULT_URL, api_key: KeyOption = None, as_json: JsonOption = False
+) -> None:
     """List backends with status, zone, tier, models and latency."""
-    data = fetch(url, "/v1/backends")
+    data = fetch(url, "/v1/backends", key=api_key, unauthorized=KEY_HINT)
     if as_json:
         return print_json(data)
     table = Table("Name", "Type", "URL", "Status", "Zone", "Tier", "Models", "In flight", "Latency")
@@ -87,9 +99,11 @@ def backends_list(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> 
             out.print(f"{b['name']}: {b['last_error']}", markup=False)
 
 
-def models(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+def models(
+    url: UrlOption = DEFAULT_URL, api_key: KeyOption = None, as_json: JsonOption = False
+) -> None:
     """List the models available on healthy backends."""
-    data = fetch(url, "/v1/models")
+    data = fetch(url, "/v1/models", key=api_key, unauthorized=KEY_HINT)
     if as_json:
         return print_json(data)
     table = Table("Model", "Backends", "Context", "Capabilities")
@@ -122,10 +136,12 @@ def route(
         bool, typer.Option("--explain", help="Show every backend considered and why.")
     ] = False,
     url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show how the running gateway would route a request for MODEL now, without sending it."""
-    data = fetch(url, f"/v1/route?{httpx.QueryParams(model=model)}")
+    query = httpx.QueryParams(model=model)
+    data = fetch(url, f"/v1/route?{query}", key=api_key, unauthorized=KEY_HINT)
     if as_json:
         return print_json(data)
     if data["routable"]:

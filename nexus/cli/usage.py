@@ -6,24 +6,21 @@ an admin client key or when it has no client keys configured.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.table import Table
 
 from nexus.cli.output import out
-from nexus.cli.remote import DEFAULT_URL, JsonOption, UrlOption, fetch, print_json
+from nexus.cli.remote import (
+    DEFAULT_URL,
+    KEY_HINT,
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    fetch,
+    print_json,
+)
 
-KeyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key",
-        envvar="NEXUS_API_KEY",
-        help="A client key: an admin key shows every tenant, another its own.",
-        show_default=False,
-    ),
-]
-KEY_HINT = "send a client key with --api-key or NEXUS_API_KEY"
 STATUS_STYLE = {"ok": "green", "soft_limit": "yellow", "hard_limit": "red"}
 
 

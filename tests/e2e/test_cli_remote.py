@@ -151,3 +151,22 @@ type = "vllm"
     assert data["routable"] is True and data["model"] == "llama3.2:3b"
     assert unknown.returncode == 0
     assert unknown.stdout.startswith("gpt-9: HTTP 404 model_not_found")
+
+
+def test_remote_commands_send_the_client_key(tmp_path) -> None:
+    config = tmp_path / "nexus.toml"
+    config.write_text('[[clients]]\nname = "ops"\napi_key_env = "NEXUS_TEST_OPS_KEY"\n')
+    env = {"NEXUS_TEST_OPS_KEY": "ops-secret-key"}
+    with nexus_serve("--no-discovery", "--config", str(config), cwd=tmp_path, env=env) as served:
+        refused = cli("backends", "list", "--url", served.url)
+        keyed = cli("backends", "list", "--url", served.url, "--api-key", "ops-secret-key")
+        models = cli("models", "--url", served.url, "--json", "--api-key", "ops-secret-key")
+        routed = cli("route", "m", "--url", served.url, "--json", "--api-key", "ops-secret-key")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith(
+        "answered HTTP 401: it needs a client key; send a client key with --api-key or "
+        "NEXUS_API_KEY"
+    )
+    assert keyed.returncode == 0 and "ops-secret-key" not in keyed.stdout + keyed.stderr
+    assert models.returncode == 0 and orjson.loads(models.stdout)["object"] == "list"
+    assert routed.returncode == 0 and orjson.loads(routed.stdout)["routable"] is False
