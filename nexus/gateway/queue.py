@@ -102,6 +102,7 @@ class RequestQueue:
         self._poller: asyncio.Task[None] | None = None
         self.version = 0  # moves whenever a request enters or leaves the queue
         self.ended = Counter[str]()  # waits by how they ended, since start
+        self._served_wait = 0.0  # seconds the served waits took, in total
 
     @property
     def enabled(self) -> bool:
@@ -116,7 +117,7 @@ class RequestQueue:
 
     def summary(self) -> dict[str, Any]:
         """For ``/v1/stats`` and the dashboard."""
-        depth = self.depth()
+        depth, served = self.depth(), self.ended["served"]
         return {
             "enabled": self.enabled,
             "max_size": self.config.max_size,
@@ -124,6 +125,7 @@ class RequestQueue:
             "waiting": sum(depth.values()),
             "by_priority": depth,
             "ended": {how: self.ended[how] for how in ENDED},
+            "mean_wait_seconds": round(self._served_wait / served, 3) if served else None,
         }
 
     def ticket(self, priority: Priority) -> Ticket:
@@ -158,6 +160,7 @@ class RequestQueue:
 
     def _ended(self, ticket: Ticket, result: Result) -> Result:
         if isinstance(result, Admitted):
+            self._served_wait += result.waited_s
             self._observed(ticket, "served", result.waited_s)
         elif isinstance(result, Refused):
             self._observed(ticket, result.ending.value, result.waited_s)

@@ -50,6 +50,9 @@ async def test_twenty_requests_on_two_slots_are_served_by_priority_then_arrival(
         answers = await asyncio.gather(*tasks)
         assert gw.in_flight() == {"gpu": 0}
     assert [a.status_code for a in answers] == [200] * 20
+    summary = gw.app.gateway.queue.summary()
+    assert summary["ended"]["served"] == 18 and summary["waiting"] == 0
+    assert 0.1 < summary["mean_wait_seconds"] < 5
     rank = {"high": 0, "normal": 1, "low": 2}
     queued = sorted(range(2, 20), key=lambda i: (rank[priorities[i]], i))
     assert texts(fake) == ["0", "1", *map(str, queued)]
