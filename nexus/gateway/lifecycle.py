@@ -21,7 +21,7 @@ from nexus.config.kinds import Transport
 from nexus.discovery import MdnsDiscovery
 from nexus.gateway.attempts import Attempts
 from nexus.gateway.opener import UpstreamOpener
-from nexus.gateway.ratelimit import RedisRateLimiter
+from nexus.gateway.ratelimit_redis import RedisRateLimiter
 from nexus.health.checker import HealthChecker
 from nexus.health.probes import ShowCache, probe_all
 from nexus.state.ledger import Ledger, MemoryLedger
@@ -51,6 +51,8 @@ async def run_gateway(
     ):
         shared = await _start_shared_state(gateway)
         limiter = _shared_limiter(gateway) if shared is not None else None
+        if limiter is not None:
+            await limiter.start()
         gateway.shared_limiter = limiter
         ledger, redis = _ledger(gateway)
         await ledger.start()
@@ -140,7 +142,11 @@ def _shared_limiter(gateway: Gateway) -> RedisRateLimiter | None:
         state.redis_url.get_secret_value(), socket_timeout=state.sync_timeout_seconds
     )
     return RedisRateLimiter(
-        client, state.key_prefix, timeout=state.acquire_timeout_seconds, clock=gateway.clock
+        client,
+        state.key_prefix,
+        timeout=state.acquire_timeout_seconds,
+        interval=state.sync_interval_seconds,
+        clock=gateway.clock,
     )
 
 

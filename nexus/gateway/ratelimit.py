@@ -24,33 +24,19 @@ with ``retry_after_seconds`` None, and its headers show what truly remains (wait
 it, and smaller requests still fit).
 
 **Replicas.** :class:`RateLimiter` is one process's limits, on the request path (no I/O, no
-awaits). :class:`RedisRateLimiter` shares the buckets between replicas: one atomic Lua script per
-call, time read from Redis (``TIME``) so that replicas with skewed clocks agree, keys
-``<prefix>ratelimit:<tenant>:requests|tokens`` (hashes) expiring once the bucket would be full
-again (a missing key is a full bucket). When Redis fails or answers later than ``timeout``, the
-request is decided by a local :class:`RateLimiter` (each replica then allows the whole limit on its
-own), one warning is logged, and Redis is left alone for a pause that doubles while it keeps
-failing (1 s up to 60 s); when it answers again, one line says so.
+awaits). :class:`~nexus.gateway.ratelimit_redis.RedisRateLimiter` shares the buckets between
+replicas through Redis.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from loguru import logger
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 REQUESTS = "requests"
 TOKENS = "tokens"
-#: After Redis failed: the first and the longest pause before it is asked again.
-PAUSE_SECONDS = (1.0, 60.0)
 #: A request fits when the bucket lacks at most this fraction of its capacity: floating-point noise
 #: (and a retry waited for to the millisecond, rounded down by at most 1 ns) never refuses it.
 _SLACK = 1e-9
@@ -82,7 +68,7 @@ class Verdict:
     limit: str | None  # refused: "requests" or "tokens"
 
 
-_UNLIMITED = Verdict(True, (), None, None, None)
+UNLIMITED = Verdict(True, (), None, None, None)
 
 
 def reset_duration(seconds: float) -> str:
@@ -105,22 +91,29 @@ def _ceil_ms(seconds: float) -> int:
     return math.ceil(seconds * 1000 - 1e-6)
 
 
-def _fits(capacity: int | None, level: float, amount: float) -> bool:
+def fits(capacity: int | None, level: float, amount: float) -> bool:
     return capacity is None or level + capacity * _SLACK >= amount
 
 
 def _wait(capacity: int | None, level: float, amount: float) -> float:
     """Seconds until ``amount`` fits in a bucket at ``level`` (0 when it fits now)."""
-    if capacity is None or _fits(capacity, level, amount):
+    if capacity is None or fits(capacity, level, amount):
         return 0.0
     return (amount - level) * 60 / capacity
+
+
+def _whole(level: float) -> int:
+    """The whole units in a bucket at ``level``: floored, except that a level a hair below a
+    whole number (floating-point noise) counts as that number."""
+    nearest = round(level)
+    return nearest if abs(level - nearest) <= 1e-9 * max(1.0, abs(level)) else math.floor(level)
 
 
 def _dimension(
     dimension: str, capacity: int, level: float, short: bool
 ) -> tuple[tuple[str, str], ...]:
     limit, remaining, reset = _NAMES[dimension]
-    left = 0 if short else max(0, math.floor(level + capacity * _SLACK))
+    left = 0 if short else max(0, _whole(level))
     return (
         (limit, str(capacity)),
         (remaining, str(left)),
@@ -140,7 +133,7 @@ def _headers(
     return headers
 
 
-def _verdict(
+def verdict(
     tenant: str, limits: Limits, tokens: int, levels: tuple[float, float], admitted: bool
 ) -> Verdict:
     """The verdict on a request of ``tokens`` that found the buckets at ``levels`` (requests,
@@ -201,18 +194,18 @@ class RateLimiter:
         ``retry_after_seconds`` None."""
         rpm, tpm = limits.rpm, limits.tpm
         if rpm is None and tpm is None:
-            return _UNLIMITED
+            return UNLIMITED
         now = self._clock()
         requests = None if rpm is None else _refill(self._requests, tenant, rpm, now)
         budget = None if tpm is None else _refill(self._tokens, tenant, tpm, now)
         levels = (requests.level if requests else 0.0, budget.level if budget else 0.0)
-        admitted = _fits(rpm, levels[0], 1) and _fits(tpm, levels[1], tokens)
+        admitted = fits(rpm, levels[0], 1) and fits(tpm, levels[1], tokens)
         if admitted:
             if requests is not None:
                 requests.level -= 1
             if budget is not None:
                 budget.level -= tokens
-        return _verdict(tenant, limits, tokens, levels, admitted)
+        return verdict(tenant, limits, tokens, levels, admitted)
 
     def settle(self, tenant: str, limits: Limits, estimated: int, actual: int) -> None:
         """Once the answer's usage is known: give back (or take more of) the token budget
@@ -221,137 +214,3 @@ class RateLimiter:
             return
         bucket = _refill(self._tokens, tenant, limits.tpm, self._clock())
         bucket.level = min(limits.tpm, bucket.level - (actual - estimated))
-
-
-#: Refill the buckets ``KEYS`` (hashes: ``level``, ``at`` in Redis seconds) and take an amount
-#: from each. ARGV[1]: "1" to take only when every amount fits (a check), "0" to take anyway (a
-#: settle, whose amount may be negative); then per key its capacity and amount. Returns ``[1 when
-#: taken else 0, each bucket's level before taking (a string: Lua numbers return as integers)]``.
-#: A bucket that was taken from expires when it would be full again. 1e-9 is :data:`_SLACK`.
-_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local levels, fits = {}, true
-for i, key in ipairs(KEYS) do
-  local capacity, amount = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-  local level, at = unpack(redis.call('HMGET', key, 'level', 'at'))
-  if level then
-    level = tonumber(level) + math.max(0, now - tonumber(at)) * capacity / 60
-    level = math.min(capacity, level)
-  else
-    level = capacity
-  end
-  levels[i] = level
-  if level + capacity * 1e-9 < amount then fits = false end
-end
-local taken = ARGV[1] == '0' or fits
-local reply = {taken and 1 or 0}
-for i, key in ipairs(KEYS) do
-  local capacity, amount = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-  if taken then
-    local level = math.min(capacity, levels[i] - amount)
-    local fields = {'level', string.format('%.17g', level), 'at', string.format('%.17g', now)}
-    redis.call('HSET', key, unpack(fields))
-    redis.call('PEXPIRE', key, math.ceil((capacity - level) * 60000 / capacity) + 1000)
-  end
-  reply[i + 1] = string.format('%.17g', levels[i])
-end
-return reply
-"""
-
-
-class RedisRateLimiter:
-    """The buckets of :class:`RateLimiter` in Redis, shared by every replica on it, with the
-    same :meth:`check` and :meth:`settle`; a local :class:`RateLimiter` while Redis fails.
-    ``redis_client``: a ``redis.asyncio`` client (its own timeouts may be longer: every call is
-    bounded by ``timeout`` seconds). ``clock`` only times the pauses and the local fallback."""
-
-    def __init__(
-        self,
-        redis_client: Redis,
-        prefix: str,
-        *,
-        timeout: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._prefix = prefix
-        self._timeout = timeout
-        self._clock = clock
-        self._redis = redis_client
-        self._script = redis_client.register_script(_SCRIPT)
-        self._local = RateLimiter(clock=clock)
-        self._failing = False
-        self._pause = 0.0
-        self._resumes = 0.0  # monotonic: Redis is not asked before
-
-    async def check(self, tenant: str, limits: Limits, tokens: int) -> Verdict:
-        """:meth:`RateLimiter.check` on the shared buckets."""
-        rpm, tpm = limits.rpm, limits.tpm
-        if rpm is None and tpm is None:
-            return _UNLIMITED
-        keys: list[str] = []
-        args: list[str | int] = ["1"]
-        if rpm is not None:
-            keys.append(self._key(tenant, REQUESTS))
-            args += [rpm, 1]
-        if tpm is not None:
-            keys.append(self._key(tenant, TOKENS))
-            args += [tpm, tokens]
-        reply = await self._run(keys, args)
-        if reply is None:
-            return self._local.check(tenant, limits, tokens)
-        levels = (reply[1] if rpm is not None else 0.0, reply[-1] if tpm is not None else 0.0)
-        return _verdict(tenant, limits, tokens, levels, reply[0] == 1)
-
-    async def settle(self, tenant: str, limits: Limits, estimated: int, actual: int) -> None:
-        """:meth:`RateLimiter.settle` on the shared buckets."""
-        if limits.tpm is None or actual == estimated:
-            return
-        args: list[str | int] = ["0", limits.tpm, actual - estimated]
-        if await self._run([self._key(tenant, TOKENS)], args) is None:
-            self._local.settle(tenant, limits, estimated, actual)
-
-    async def aclose(self) -> None:
-        """Close the Redis client (never raises)."""
-        try:
-            await self._redis.aclose()
-        except Exception:  # closing a client of a dead server: nothing left to do
-            logger.debug("closing the rate limits' Redis client failed")
-
-    def _key(self, tenant: str, dimension: str) -> str:
-        return f"{self._prefix}ratelimit:{tenant}:{dimension}"
-
-    async def _run(self, keys: list[str], args: list[str | int]) -> list[float] | None:
-        """The script's reply as numbers, or None when Redis failed, was too slow or is paused."""
-        if self._clock() < self._resumes:
-            return None
-        try:
-            async with asyncio.timeout(self._timeout):
-                raw: Any = await self._script(keys=keys, args=args)
-            reply = [float(value) for value in raw]
-            if len(reply) != len(keys) + 1:
-                raise ValueError(f"unexpected reply {raw!r}")
-        except Exception as exc:  # whatever Redis does, the request goes on (limited locally)
-            self._failed(exc)
-            return None
-        if self._failing:
-            self._failing, self._pause = False, 0.0
-            logger.info("rate limits in Redis are available again: shared between replicas")
-        return reply
-
-    def _failed(self, exc: Exception) -> None:
-        first, longest = PAUSE_SECONDS
-        self._pause = min(longest, max(first, self._pause * 2))
-        self._resumes = self._clock() + self._pause
-        if self._failing:
-            return
-        self._failing = True
-        if isinstance(exc, TimeoutError):
-            reason = f"no answer within {self._timeout * 1000:g} ms"
-        else:
-            reason = f"{type(exc).__name__}: {exc}"
-        logger.warning(
-            "rate limits in Redis unavailable ({}): this replica limits clients on its own "
-            "until Redis answers again",
-            reason,
-        )

@@ -10,7 +10,6 @@ discovery, shared state, the LiteLLM warm-up) runs inside :meth:`Gateway.running
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections import Counter
@@ -30,7 +29,8 @@ from nexus.gateway.exchange import Exchange
 from nexus.gateway.lifecycle import run_gateway
 from nexus.gateway.opener import Opener
 from nexus.gateway.queue import RequestQueue
-from nexus.gateway.ratelimit import RateLimiter, RedisRateLimiter, Verdict
+from nexus.gateway.ratelimit import RateLimiter, Verdict
+from nexus.gateway.ratelimit_redis import RedisRateLimiter
 from nexus.gateway.tenants import Tenant
 from nexus.health.checker import HealthChecker
 from nexus.observability.events import Observer, Observers, RequestLog
@@ -103,7 +103,6 @@ class Gateway:
             self.observability.metrics.watch_budgets(self.budgets.rows)
         self.limiter = RateLimiter(clock=clock)
         self.shared_limiter: RedisRateLimiter | None = None  # while running, on Redis
-        self._settling: set[asyncio.Task[None]] = set()
         self._rotation = Counter[str]()
         self._rng = rng or random.Random()
 
@@ -150,15 +149,8 @@ class Gateway:
 
     def rate_settle(self, tenant: Tenant, estimated: int, actual: int) -> None:
         """Correct the tokens a request took from ``tenant``'s tpm once its usage is known."""
-        shared = self.shared_limiter
-        if shared is None:
-            self.limiter.settle(tenant.name, tenant.limits, estimated, actual)
-            return
-        task = asyncio.get_running_loop().create_task(
-            shared.settle(tenant.name, tenant.limits, estimated, actual)
-        )
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        limiter = self.shared_limiter or self.limiter
+        limiter.settle(tenant.name, tenant.limits, estimated, actual)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

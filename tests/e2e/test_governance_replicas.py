@@ -94,18 +94,21 @@ def test_a_tenants_rpm_is_one_bucket_for_both_replicas(
     successes = codes.count(200)
     # the bucket refills 1/6 request a second: a slow run may earn one or two more
     assert 10 <= successes <= 12, codes
-    assert codes[:10] == [200] * 10, "ten in total across both replicas"
-    assert codes[successes:] == [429] * (16 - successes), "then only 429s"
-    shared = [int(h["x-ratelimit-remaining-requests"]) for _, _, h in answers[:10]]
-    assert shared == list(range(9, -1, -1)), "one bucket: each replica sees the other's requests"
+    # a replica takes one request ahead (its allowance) when it asks Redis: the tenth may be
+    # refused on one replica while the other still holds the one it took
+    assert codes[:9] == [200] * 9 and codes[:12].count(200) == successes, codes
+    assert codes[12:] == [429] * 4, "then only 429s"
+    for replica in ("a", "b"):
+        seen = [int(h["x-ratelimit-remaining-requests"]) for n, c, h in answers if n == replica]
+        assert min(seen) <= 1, f"one bucket: replica {replica} saw the other's requests: {seen}"
     assert {name for name, code, _ in answers[-4:] if code == 429} == {"a", "b"}
-    for _, _, headers in answers[successes:]:
+    for _, _, headers in (answer for answer in answers if answer[1] == 429):
         assert headers["x-ratelimit-limit-requests"] == "10"
         assert headers["x-ratelimit-remaining-requests"] == "0"
         assert 0 < int(headers["retry-after-ms"]) <= 6000
     assert len(local.requests_to(CHAT)) == successes
     for log in logs:
-        assert UNAVAILABLE not in log, "decided in Redis every time"
+        assert UNAVAILABLE not in log, "Redis answered every time it was asked"
 
 
 def test_a_budget_spent_through_one_replica_blocks_the_other_within_two_seconds(

@@ -1,27 +1,14 @@
 """Per-tenant rate limits: the in-process token buckets on a fake clock (admission, refill, the
-retry wait, settling, OpenAI's headers), then the shared buckets on a real redis-server (two
-replicas, one bucket) and their fallback to local limits when Redis is dead or frozen."""
+retry wait, settling, OpenAI's headers). The buckets shared through Redis:
+``test_ratelimit_redis.py``."""
 
 from __future__ import annotations
-
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from loguru import logger
-from redis.asyncio import Redis
 
-from nexus.gateway.ratelimit import (
-    PAUSE_SECONDS,
-    Limits,
-    RateLimiter,
-    RedisRateLimiter,
-    Verdict,
-    reset_duration,
-)
-from tests.state.redis_server import RedisServer, redis_server
+from nexus.gateway.ratelimit import Limits, RateLimiter, Verdict, reset_duration
 
 
 class FakeClock:
@@ -280,138 +267,8 @@ def test_no_span_admits_more_than_the_limit_plus_its_refill(
             assert j - i + 1 <= rpm + span * rpm / 60 + 1e-6
 
 
-# -- shared through Redis ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def real_redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture
-async def client(real_redis: RedisServer) -> AsyncIterator[Callable[[], Redis]]:
-    """Makes clients of ``real_redis`` (one per replica), closed afterwards."""
-    made: list[Redis] = []
-
-    def make() -> Redis:
-        made.append(Redis.from_url(real_redis.url))
-        return made[-1]
-
-    yield make
-    for redis in made:
-        await redis.aclose()
-
-
-@pytest.fixture
-def logs() -> Iterator[list[str]]:
-    messages: list[str] = []
-    sink = logger.add(lambda m: messages.append(m.record["message"]), level="INFO")
-    yield messages
-    logger.remove(sink)
-
-
-def pttl(server: RedisServer, key: str) -> int:
-    return int(server.command("PTTL", key)[1:-2])
-
-
-async def test_two_replicas_share_one_bucket(
-    real_redis: RedisServer, client: Callable[[], Redis]
-) -> None:
-    # the replicas' own clocks disagree wildly: the buckets run on Redis's time
-    a = RedisRateLimiter(client(), "t:", timeout=1, clock=FakeClock(0))
-    b = RedisRateLimiter(client(), "t:", timeout=1, clock=FakeClock(10**6))
-    limits = Limits(rpm=3, tpm=600)
-    verdicts = [await replica.check("ci", limits, 100) for replica in (a, b, a)]
-    assert [header(v, "remaining-requests") for v in verdicts] == ["2", "1", "0"]
-    assert [header(v, "remaining-tokens") for v in verdicts] == ["500", "400", "300"]
-    refused = await b.check("ci", limits, 100)
-    assert (refused.allowed, refused.limit) == (False, "requests")
-    assert refused.retry_after_seconds is not None and 19 < refused.retry_after_seconds <= 20
-    assert (await b.check("other", limits, 100)).allowed, "another tenant, another bucket"
-    assert 0 < pttl(real_redis, "t:ratelimit:ci:requests") <= 61_000, "expires when full again"
-    assert 0 < pttl(real_redis, "t:ratelimit:ci:tokens") <= 31_000
-
-
-async def test_settling_on_one_replica_gives_back_to_all(client: Callable[[], Redis]) -> None:
-    a = RedisRateLimiter(client(), "t:", timeout=1)
-    b = RedisRateLimiter(client(), "t:", timeout=1)
-    limits = Limits(tpm=60)  # one token a second
-    assert (await a.check("ci", limits, 50)).allowed
-    assert not (await b.check("ci", limits, 20)).allowed
-    await b.settle("ci", limits, estimated=50, actual=10)
-    assert header(await a.check("ci", limits, 20), "remaining-tokens") == "30"
-    await a.settle("ci", limits, estimated=20, actual=80)  # 30 - 60: 30 in debt
-    refused = await b.check("ci", limits, 1)
-    assert refused.retry_after_seconds is not None and 30 < refused.retry_after_seconds <= 31
-    reset = header(refused, "reset-tokens")  # 90 s to full, less the few ms this test took
-    assert reset == "1m30s" or reset.startswith("1m29."), reset
-
-
-async def test_redis_and_local_limits_decide_alike(
-    client: Callable[[], Redis], logs: list[str]
-) -> None:
-    shared = RedisRateLimiter(client(), "t:", timeout=1)
-    local = RateLimiter(clock=FakeClock())
-    limits = Limits(rpm=4, tpm=60)
-    for tokens in (20, 30, 15, 61, 5, 1, 1):
-        there, here = await shared.check("ci", limits, tokens), local.check("ci", limits, tokens)
-        assert (there.allowed, there.limit) == (here.allowed, here.limit), tokens
-        for name in ("limit-requests", "remaining-requests", "limit-tokens", "remaining-tokens"):
-            assert header(there, name) == header(here, name), (tokens, name)
-        assert (there.retry_after_seconds is None) == (here.retry_after_seconds is None)
-        await shared.settle("ci", limits, tokens, tokens - 1)
-        local.settle("ci", limits, tokens, tokens - 1)
-    assert logs == [], "every verdict came from Redis"
-
-
-async def test_a_dead_redis_falls_back_to_local_limits_with_one_warning(
-    real_redis: RedisServer, client: Callable[[], Redis], logs: list[str]
-) -> None:
-    clock = FakeClock()
-    limiter = RedisRateLimiter(client(), "t:", timeout=0.5, clock=clock)
-    limits = Limits(rpm=2, tpm=1000)
-    assert header(await limiter.check("ci", limits, 10), "remaining-requests") == "1"  # Redis
-    real_redis.kill()
-    verdicts = [await limiter.check("ci", limits, 10) for _ in range(3)]
-    assert [v.allowed for v in verdicts] == [True, True, False], "a full local bucket of 2"
-    await limiter.settle("ci", limits, estimated=10, actual=5)
-    clock.advance(PAUSE_SECONDS[0])  # the pause is over: Redis is asked again, still dead
-    assert not (await limiter.check("ci", limits, 10)).allowed
-    warnings = [m for m in logs if "rate limits in Redis unavailable" in m]
-    assert len(warnings) == 1, logs
-    assert "this replica limits clients on its own" in warnings[0]
-    real_redis.start()
-    clock.advance(PAUSE_SECONDS[1])
-    assert header(await limiter.check("ci", limits, 10), "remaining-requests") == "1"
-    assert real_redis.command("EXISTS", "t:ratelimit:ci:requests") == b":1\r\n", "in Redis again"
-    assert sum("available again" in m for m in logs) == 1
-
-
-async def test_a_frozen_redis_costs_at_most_the_timeout(
-    real_redis: RedisServer, client: Callable[[], Redis], logs: list[str]
-) -> None:
-    limiter = RedisRateLimiter(client(), "t:", timeout=0.2)
-    limits = Limits(rpm=1)
-    assert (await limiter.check("ci", limits, 1)).allowed
-    real_redis.freeze()
-    try:
-        started = time.monotonic()
-        verdict = await limiter.check("ci", limits, 1)
-        assert time.monotonic() - started < 1.0
-        assert verdict.allowed, "the local bucket is its own, and full"
-        again = time.monotonic()
-        assert not (await limiter.check("ci", limits, 1)).allowed
-        assert time.monotonic() - again < 0.1, "paused: Redis is not asked at all"
-    finally:
-        real_redis.thaw()
-    assert any("no answer within 200 ms" in m for m in logs), logs
-
-
-async def test_no_limits_never_ask_redis(logs: list[str]) -> None:
-    redis = Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
-    limiter = RedisRateLimiter(redis, "t:", timeout=0.2)
-    assert await limiter.check("ci", Limits(), 10**6) == Verdict(True, (), None, None, None)
-    await limiter.settle("ci", Limits(rpm=3), 1, 10)
-    await redis.aclose()
-    assert logs == []
+def test_remaining_never_exceeds_a_huge_limit() -> None:
+    limiter = RateLimiter(clock=FakeClock())
+    verdict = limiter.check("ci", Limits(rpm=10**9, tpm=10**12), 100)
+    assert header(verdict, "remaining-requests") == str(10**9 - 1)
+    assert header(verdict, "remaining-tokens") == str(10**12 - 100)
