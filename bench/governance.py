@@ -11,14 +11,13 @@ process with one ``vllm`` backend on that upstream (health interval 1 h):
   ``monthly_usd`` are set so high that nothing is ever refused, ``[routing.budget]
   monthly_limit_usd`` as high, the usage ledger in SQLite (``[state] usage_path`` in the work
   folder); every request sends ``Authorization: Bearer <the tenant's key>``;
-- ``keyed-redis``: the same with ``[state] backend = "redis"`` (rate limits as one Lua script per
-  request in Redis, the ledger in Redis) on a ``redis-server`` the bench starts on 127.0.0.1
-  (from ``PATH``, nothing persisted). Without the binary this target is skipped with the reason
+- ``keyed-redis``: the same with ``[state] backend = "redis"`` (rate limits shared through
+  Redis, the ledger in Redis) on a ``redis-server`` the bench starts on 127.0.0.1 (from
+  ``PATH``, nothing persisted). Without the binary this target is skipped with the reason
   printed, except when ``CI=true``: then the bench fails, as the Redis tests do. Its
-  ``acquire_timeout_seconds`` is 1 s (``--redis-acquire-timeout``): with Nexus's 50 ms, a loaded
-  event loop at concurrency 32 makes the limits fall back to local ones for seconds at a time,
-  and those requests skip Redis. Each Nexus log's warnings, and how long that fallback lasted,
-  are in the JSON (``warnings``);
+  ``acquire_timeout_seconds`` is Nexus's default, 50 ms (``--redis-acquire-timeout``). Each
+  Nexus log's warnings, and how long a fallback to local limits lasted, are in the JSON
+  (``warnings``);
 
 and ``direct``, the upstream itself. Every target is sent the same bytes (the tenant's key too).
 Before measuring, each must answer 200 with the expected headers (keyed: OpenAI's
@@ -139,7 +138,7 @@ def start_redis(workdir: Path, binary: str) -> tuple[procs.Proc, int]:
 
 
 def governance_config(
-    workdir: Path, name: str, redis_port: int | None, acquire_timeout: float = 1.0
+    workdir: Path, name: str, redis_port: int | None, acquire_timeout: float = 0.05
 ) -> str:
     """The keyed targets' additions: the tenant, the gateway's budget, where the ledger is.
     ``acquire_timeout``: ``[state] acquire_timeout_seconds`` (the rate limits' wait for Redis)."""
@@ -163,7 +162,7 @@ def start_nexus(
     upstream_port: int,
     keyed: bool,
     redis_port: int | None = None,
-    acquire_timeout: float = 1.0,
+    acquire_timeout: float = 0.05,
 ) -> tuple[procs.Proc, int]:
     port = procs.free_port()
     config = workdir / f"{name}.toml"
@@ -604,8 +603,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-acquire-timeout",
         type=float,
-        default=1.0,
-        help="keyed-redis: [state] acquire_timeout_seconds (1; Nexus's default is 0.05)",
+        default=0.05,
+        help="keyed-redis: [state] acquire_timeout_seconds (Nexus's default, 0.05)",
     )
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/<date>-...)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the work folder")
