@@ -1,0 +1,411 @@
+"""The quality store: per (backend, model) rolling figures of real requests, outlier ejection
+with a growing time and a gradual release, and the smart-score penalty. Pure and clock-injected:
+no I/O, no asyncio, no threads (the caller owns it from one event loop).
+
+Fed by every completed attempt, never by probes. A 4xx the client caused is never a backend
+failure: the caller does not call :meth:`QualityStore.record_failure` for it (nor for
+``BackendAtCapacity``, where nothing was sent). Windows: :mod:`nexus.backends.quality_windows`.
+
+**Ejection.** A pair (backend, model) is ejected when, outside an ejection,
+
+- ``consecutive_failures`` errors come in a row (a success resets the count), or
+- its 5-minute error rate is at least ``error_rate_threshold`` over at least ``min_requests``
+  attempts, counting only the attempts made after its previous ejection (a pair back from an
+  ejection is judged on its new requests, not on the failures that already ejected it).
+
+A 429 is not an error (the cooldown deals with it): it neither counts in a row nor in the rate.
+The ejection lasts ``min(base_ejection_seconds * 2 ** (n - 1), max_ejection_seconds)`` where
+``n`` counts this ejection and the pair's others that started within the last hour. Failures of
+attempts still in flight when it was ejected do not extend it, and successes during it do not
+shorten it. When it ends the pair is *recovering*: :meth:`QualityStore.allows` lets
+``probe_share`` of its would-be traffic through; ``recovery_successes`` successes in a row make it
+ok again; an error while recovering ejects it again (``n + 1``).
+
+``allows`` is advisory: the planner may override it (it never ejects the last candidate of a
+privacy zone or tier, since a 503 helps no one more than a slow answer); that rule lives there.
+
+**Penalty** (a fraction of the smart score to take off, ``score * (1 - penalty)``), from the
+5-minute figures: ``p_ttft = min((ttft - thr) / thr, 1)`` when the mean TTFT exceeds
+``thr = ttft_penalty_threshold_ms`` (the Rust rule), else 0; ``p_err = min(rate /
+error_rate_threshold, 1)`` when the error rate counts (``min_requests`` attempts), else 0: a ramp
+that reaches the whole score where ejection starts. ``penalty = 1 - (1 - p_ttft) * (1 - p_err)``,
+both applied as multipliers. A pair without data has penalty 0.
+
+**Memory.** At most ``max_pairs`` pairs; recording for a new pair beyond that forgets the pair
+least recently recorded (even an ejected one: it comes back with a clean slate).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from math import isqrt
+
+from nexus.backends.quality_windows import (
+    NEVER,
+    WINDOWS,
+    Figures,
+    PairWindows,
+    Window,
+    error_rate,
+    mean,
+)
+from nexus.errors import ConfigError, Failure
+
+#: Ejections that started longer ago than this do not make the next one longer.
+EJECTION_MEMORY_SECONDS = 3600.0
+#: Ejection start times kept per pair (enough to reach any cap: the time doubles each one).
+_EJECTIONS_KEPT = 64
+_FIVE_MINUTES: Window = "5m"
+
+
+@dataclass(frozen=True, slots=True)
+class QualitySettings:
+    """The ``[quality]`` knobs. The defaults change nothing for a fleet without failures whose
+    time to first token stays under ``ttft_penalty_threshold_ms``."""
+
+    error_rate_threshold: float = 0.5  # Rust key: eject at this 5-min error rate or above
+    ttft_penalty_threshold_ms: float = 3000.0  # Rust key: a mean TTFT above it is penalised
+    consecutive_failures: int = 5
+    min_requests: int = 10  # attempts in the window before the error rate counts
+    base_ejection_seconds: float = 30.0
+    max_ejection_seconds: float = 600.0
+    probe_share: float = 0.1  # share of traffic let through while recovering
+    recovery_successes: int = 3
+    max_pairs: int = 2_000  # about 9 KB each: 18 MB at most
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"quality.{name}: {getattr(self, name)!r} {rule}"
+            for name, (valid, rule) in _RULES.items()
+            if not valid(getattr(self, name))
+        ]
+        if self.max_ejection_seconds < self.base_ejection_seconds:
+            problems.append(
+                f"quality.max_ejection_seconds: {self.max_ejection_seconds!r} is below "
+                f"base_ejection_seconds ({self.base_ejection_seconds!r})"
+            )
+        if problems:
+            raise ConfigError(problems)
+
+
+_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "error_rate_threshold": (lambda v: 0 < v <= 1, "must be above 0 and at most 1"),
+    "ttft_penalty_threshold_ms": (lambda v: v > 0, "must be above 0"),
+    "consecutive_failures": (lambda v: v >= 1, "must be at least 1"),
+    "min_requests": (lambda v: v >= 1, "must be at least 1"),
+    "base_ejection_seconds": (lambda v: v > 0, "must be above 0"),
+    "max_ejection_seconds": (lambda v: v > 0, "must be above 0"),
+    "probe_share": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+    "recovery_successes": (lambda v: v >= 1, "must be at least 1"),
+    "max_pairs": (lambda v: v >= 1, "must be at least 1"),
+}
+
+
+class PairStatus(StrEnum):
+    OK = "ok"
+    EJECTED = "ejected"
+    RECOVERING = "recovering"
+
+
+@dataclass(frozen=True, slots=True)
+class PairState:
+    """Where a pair stands at one instant. ``ejected_until`` (monotonic seconds) and ``reason``
+    stay set while it recovers; ``ejections`` counts those that started within the last hour;
+    ``successes`` counts successes in a row while recovering."""
+
+    status: PairStatus = PairStatus.OK
+    ejected_until: float | None = None
+    ejections: int = 0
+    reason: str | None = None
+    successes: int = 0
+
+
+def penalty(ttft_ms: float | None, rate: float | None, settings: QualitySettings) -> float:
+    """The share of the smart score to take off (0..1) for a 5-minute mean TTFT and error rate
+    (None: no data, or too few attempts). See the module docstring."""
+    keep = 1.0
+    threshold = settings.ttft_penalty_threshold_ms
+    if ttft_ms is not None and ttft_ms > threshold:
+        keep *= 1.0 - min((ttft_ms - threshold) / threshold, 1.0)
+    if rate is not None:
+        keep *= 1.0 - min(rate / settings.error_rate_threshold, 1.0)
+    return 1.0 - keep
+
+
+def _admits(
+    ejected_until: float | None, recovering: bool, now: float, draw: float, share: float
+) -> bool:
+    if ejected_until is not None and now < ejected_until:
+        return False
+    return draw < share if recovering else True
+
+
+@dataclass(frozen=True, slots=True)
+class QualityView:
+    """One pair as the planner sees it. ``recovering`` means on probation: once
+    ``ejected_until`` (monotonic seconds) has passed, only a probe share is let through."""
+
+    error_rate_5m: float | None
+    ttft_ms_5m: float | None
+    penalty: float
+    ejected_until: float | None = None
+    recovering: bool = False
+    reason: str | None = None
+
+    def status(self, now: float) -> PairStatus:
+        if self.ejected_until is not None and now < self.ejected_until:
+            return PairStatus.EJECTED
+        return PairStatus.RECOVERING if self.recovering else PairStatus.OK
+
+    def allows(self, now: float, draw: float, probe_share: float) -> bool:
+        """:meth:`QualityStore.allows` on this snapshot (``draw`` uniform in [0, 1))."""
+        return _admits(self.ejected_until, self.recovering, now, draw, probe_share)
+
+
+class QualitySnapshot(Mapping[tuple[str, str], QualityView]):
+    """An immutable mapping (backend, model) -> :class:`QualityView`: a shared ``base`` plus the
+    pairs changed since (``top``; None for a pair removed), so that a new snapshot after a record
+    costs the changes, not a copy of every pair. Neither dictionary is ever modified."""
+
+    __slots__ = ("_base", "_len", "_top")
+
+    def __init__(
+        self,
+        base: dict[tuple[str, str], QualityView],
+        top: dict[tuple[str, str], QualityView | None],
+    ) -> None:
+        self._base, self._top = base, top
+        added = sum(1 for key, view in top.items() if view is not None and key not in base)
+        removed = sum(1 for key, view in top.items() if view is None and key in base)
+        self._len = len(base) + added - removed
+
+    def __getitem__(self, key: tuple[str, str]) -> QualityView:
+        if key in self._top:
+            view = self._top[key]
+            if view is None:
+                raise KeyError(key)
+            return view
+        return self._base[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        yield from (key for key in self._base if key not in self._top)
+        yield from (key for key, view in self._top.items() if view is not None)
+
+    def __len__(self) -> int:
+        return self._len
+
+
+class _Pair:
+    """The mutable record of one pair. ``judge_after``: the 10-second bucket after which
+    attempts count for error-rate ejection."""
+
+    __slots__ = (
+        "ejected_until",
+        "ejections",
+        "judge_after",
+        "proven",
+        "reason",
+        "recovering",
+        "streak",
+        "windows",
+    )
+
+    def __init__(self) -> None:
+        self.windows = PairWindows()
+        self.streak = 0  # errors in a row
+        self.ejected_until: float | None = None
+        self.recovering = False
+        self.proven = 0  # successes in a row while recovering
+        self.reason: str | None = None
+        self.ejections: deque[float] = deque(maxlen=_EJECTIONS_KEPT)  # start times
+        self.judge_after = NEVER
+
+    def ejected(self, now: float) -> bool:
+        return self.ejected_until is not None and now < self.ejected_until
+
+
+class QualityStore:
+    """Quality figures and ejections of every (backend, model) pair; see the module docstring.
+    ``clock`` returns monotonic seconds; every method reads it at most once."""
+
+    def __init__(self, settings: QualitySettings, *, clock: Callable[[], float]) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._pairs: OrderedDict[tuple[str, str], _Pair] = OrderedDict()  # least recent first
+        self._five_width, self._five_count = WINDOWS[_FIVE_MINUTES]
+        # view(): the shared base, the changes since, the pairs to compute again, the last one.
+        self._base: dict[tuple[str, str], QualityView] = {}
+        self._top: dict[tuple[str, str], QualityView | None] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._snapshot: QualitySnapshot | None = None
+        self._view_epoch = NEVER
+
+    @property
+    def settings(self) -> QualitySettings:
+        return self._settings
+
+    def record_success(
+        self,
+        backend: str,
+        model: str,
+        *,
+        ttft_s: float | None,
+        total_s: float,
+        output_tokens: int | None,
+        stream: bool,
+    ) -> None:
+        """A completed attempt that succeeded. ``ttft_s``: seconds to the first token (None when
+        not measured); ``total_s``: seconds to the end; a stream's ``output_tokens`` over
+        ``total_s - ttft_s`` give its tokens per second."""
+        now = self._clock()
+        pair = self._touch(backend, model)
+        if total_s < 0.0:
+            total_s = 0.0
+        ttft_ms = None if ttft_s is None else (ttft_s * 1000.0 if ttft_s > 0.0 else 0.0)
+        tokens, seconds = 0, 0.0
+        if stream and output_tokens:
+            seconds = total_s - (ttft_s or 0.0)
+            tokens = output_tokens if seconds > 0 else 0
+        pair.windows.add_success(now, ttft_ms, total_s * 1000.0, tokens, seconds)
+        pair.streak = 0
+        if pair.recovering and not pair.ejected(now):
+            pair.proven += 1
+            if pair.proven >= self._settings.recovery_successes:
+                pair.recovering, pair.ejected_until, pair.reason = False, None, None
+                pair.proven = 0
+
+    def record_failure(self, backend: str, model: str, kind: Failure) -> None:
+        """A completed attempt that failed because of the backend (never a client's 4xx)."""
+        now = self._clock()
+        pair = self._touch(backend, model)
+        pair.windows.add_failure(now, kind)
+        if kind is Failure.RATE_LIMITED:
+            return
+        pair.streak += 1
+        if pair.ejected(now):
+            return
+        settings = self._settings
+        if pair.recovering:
+            self._eject(pair, now, f"failed while recovering ({kind})")
+        elif pair.streak >= settings.consecutive_failures:
+            self._eject(pair, now, f"{pair.streak} failures in a row (last: {kind})")
+        else:
+            successes, errors = pair.windows.judged(now, pair.judge_after)
+            rate = error_rate(successes, errors, settings.min_requests)
+            if rate is not None and rate >= settings.error_rate_threshold:
+                attempts = int(successes + errors)
+                self._eject(pair, now, f"error rate {rate:.0%} over 5 min ({attempts} attempts)")
+
+    def figures(self, backend: str, model: str, window: Window) -> Figures:
+        """What ``window`` says about the pair now (empty figures for an unknown pair)."""
+        pair = self._pairs.get((backend, model))
+        if pair is None:
+            return Figures(window)
+        totals = pair.windows.totals(window, self._clock())
+        return Figures.from_totals(window, totals, self._settings.min_requests)
+
+    def state(self, backend: str, model: str) -> PairState:
+        pair = self._pairs.get((backend, model))
+        if pair is None:
+            return PairState()
+        now = self._clock()
+        recent = sum(1 for start in pair.ejections if start > now - EJECTION_MEMORY_SECONDS)
+        if pair.ejected(now):
+            status = PairStatus.EJECTED
+        else:
+            status = PairStatus.RECOVERING if pair.recovering else PairStatus.OK
+        return PairState(status, pair.ejected_until, recent, pair.reason, pair.proven)
+
+    def allows(self, backend: str, model: str, draw: float) -> bool:
+        """Whether to send the pair a request now: False while ejected; while recovering only
+        when ``draw`` (uniform in [0, 1), from the caller) is below ``probe_share``. Advisory."""
+        pair = self._pairs.get((backend, model))
+        if pair is None:
+            return True
+        now, share = self._clock(), self._settings.probe_share
+        return _admits(pair.ejected_until, pair.recovering, now, draw, share)
+
+    def score_penalty(self, backend: str, model: str) -> float:
+        """:func:`penalty` of the pair's 5-minute figures now (0 for an unknown pair)."""
+        pair = self._pairs.get((backend, model))
+        if pair is None:
+            return 0.0
+        return self._view_of(pair, self._clock()).penalty
+
+    def view(self) -> QualitySnapshot:
+        """An immutable snapshot of every pair for the planner. The same object is returned until
+        a record or ``forget`` changes a pair, or the 5-minute window reaches its next 10-second
+        bucket (old buckets leave it); then only the pairs that changed are computed again."""
+        now = self._clock()
+        epoch = int(now // self._five_width)
+        if epoch != self._view_epoch:
+            # A pair whose newest bucket had left the window at the last build cannot change.
+            oldest = self._view_epoch - self._five_count
+            self._dirty.update(k for k, p in self._pairs.items() if p.windows.five.head > oldest)
+            self._view_epoch = epoch
+        if self._dirty or self._snapshot is None:
+            for key in self._dirty:
+                self._top[key] = self._view_of(self._pairs[key], now)
+            self._dirty.clear()
+            if len(self._top) > max(32, isqrt(len(self._base))):
+                merged = {**self._base, **self._top}
+                self._base = {key: view for key, view in merged.items() if view is not None}
+                self._top = {}
+            self._snapshot = QualitySnapshot(self._base, dict(self._top))
+        return self._snapshot
+
+    def forget(self, backend: str) -> None:
+        """Drop every pair of ``backend`` (removed from the registry). O(pairs)."""
+        for key in [key for key in self._pairs if key[0] == backend]:
+            self._drop(key)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def _touch(self, backend: str, model: str) -> _Pair:
+        key = (backend, model)
+        pair = self._pairs.get(key)
+        if pair is None:
+            pair = self._pairs[key] = _Pair()
+            if len(self._pairs) > self._settings.max_pairs:
+                self._drop(next(iter(self._pairs)))
+        else:
+            self._pairs.move_to_end(key)
+        self._dirty.add(key)
+        return pair
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        del self._pairs[key]
+        self._dirty.discard(key)
+        if key in self._base:
+            self._top[key] = None
+        else:
+            self._top.pop(key, None)
+        self._snapshot = None
+
+    def _eject(self, pair: _Pair, now: float, reason: str) -> None:
+        settings = self._settings
+        while pair.ejections and pair.ejections[0] <= now - EJECTION_MEMORY_SECONDS:
+            pair.ejections.popleft()
+        pair.ejections.append(now)
+        doublings = min(len(pair.ejections) - 1, 32)
+        seconds = settings.base_ejection_seconds * 2.0**doublings
+        pair.ejected_until = now + min(seconds, settings.max_ejection_seconds)
+        pair.recovering, pair.proven, pair.streak, pair.reason = True, 0, 0, reason
+        pair.judge_after = int(now // self._five_width)
+
+    def _view_of(self, pair: _Pair, now: float) -> QualityView:
+        successes, errors, ttft_sum, ttft_count = pair.windows.five_minutes(now)
+        rate = error_rate(successes, errors, self._settings.min_requests)
+        ttft_ms = mean(ttft_sum, ttft_count)
+        return QualityView(
+            error_rate_5m=rate,
+            ttft_ms_5m=ttft_ms,
+            penalty=penalty(ttft_ms, rate, self._settings),
+            ejected_until=pair.ejected_until,
+            recovering=pair.recovering,
+            reason=pair.reason,
+        )
