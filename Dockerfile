@@ -17,9 +17,14 @@ COPY pyproject.toml README.md ./
 COPY nexus ./nexus
 RUN pip install . \
     && useradd --system --create-home --uid 10001 nexus \
-    && mkdir -p /etc/nexus \
+    && mkdir -p /etc/nexus /var/lib/nexus \
+    && chown nexus /var/lib/nexus \
     && cp nexus/example.toml /etc/nexus/nexus.toml
 
+# The working directory holds what Nexus writes: nexus-usage.db, the spend a budget is judged on
+# (docs/governance.md). Mount a volume there so that it survives the container.
+WORKDIR /var/lib/nexus
+VOLUME ["/var/lib/nexus"]
 USER nexus
 ENV NEXUS_CONFIG=/etc/nexus/nexus.toml \
     NEXUS_HOST=0.0.0.0 \

@@ -58,6 +58,13 @@ def test_dockerfile_base_user_port() -> None:
     assert "LITELLM_OFFLINE_MODE=true" in env and "LITELLM_LOCAL_MODEL_COST_MAP=True" in env
 
 
+def test_the_image_can_write_its_usage_ledger_to_a_volume() -> None:
+    # a budget keeps nexus-usage.db in the working directory: the nexus user must own it
+    assert instruction("WORKDIR")[-1] == "/var/lib/nexus"
+    assert json.loads(instruction("VOLUME")[0]) == ["/var/lib/nexus"]
+    assert "chown nexus /var/lib/nexus" in " ".join(instruction("RUN"))
+
+
 def test_healthcheck_command_really_checks_health(tmp_path) -> None:
     command = healthcheck_command()
     assert command[:2] == ["python", "-c"]
@@ -86,6 +93,7 @@ def test_compose_mounts_config_read_only_and_passes_keys(compose) -> None:
         assert nexus["environment"][key] == "${" + key + ":-}", "keys come from the environment"
     assert "8000:8000" in nexus["ports"]
     assert nexus["build"] == "."
+    assert "nexus-state:/var/lib/nexus" in nexus["volumes"] and "nexus-state" in compose["volumes"]
 
 
 def test_compose_config_validates_and_targets_the_ollama_service(compose) -> None:
