@@ -20,6 +20,7 @@ from loguru import logger
 from nexus.app import create_app
 from nexus.config import NexusConfig
 from nexus.gateway import Drain
+from nexus.gateway.lifecycle import usage_file
 from nexus.observability.logs import configure_logging
 from nexus.supervisor import Supervisor
 
@@ -56,9 +57,19 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+def preflight(config: NexusConfig) -> None:
+    """What can be found wrong before listening: raises :class:`ConfigError`."""
+    path = usage_file(config)
+    if path is not None:
+        from nexus.state.ledger_sqlite import SqliteLedger
+
+        SqliteLedger(path).check()
+
+
 def run(config: NexusConfig, *, drain_seconds: float = DRAIN_SECONDS) -> None:
     """Serve ``config`` until SIGINT/SIGTERM; in-flight requests drain, then it returns (with
     several workers, raises ``SystemExit(1)`` when one of them did not exit cleanly)."""
+    preflight(config)
     configure_logging(config.logging.level, config.logging.format)
     server = config.server
     logger.info(

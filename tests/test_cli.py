@@ -245,3 +245,16 @@ def test_usage_shows_the_gateway_budget_to_an_admin(monkeypatch) -> None:
         "Gateway this month: 40 requests, 1,200 tokens in, 300 out, 12.5000 USD; budget month: "
         "0.0000 of 10.0000 left (hard_limit), renews in 3d 2h, then block_all"
     )
+
+
+def test_serve_with_an_unusable_usage_ledger_is_one_line_and_exit_2(tmp_path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where a folder should be")
+    config = tmp_path / "nexus.toml"
+    config.write_text(
+        f'[state]\nusage_path = "{blocker}/usage.db"\n[routing.budget]\nmonthly_limit_usd = 5\n'
+    )
+    result = runner.invoke(app, ["serve", "--config", str(config), "--no-discovery"])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error: usage ledger: cannot open the SQLite file")
+    assert len(result.output.strip().splitlines()) == 1

@@ -9,7 +9,8 @@ import typer
 
 from nexus import __version__
 from nexus.cli import config_cmds, remote, usage
-from nexus.cli.output import ConfigOption, load_or_exit, out
+from nexus.cli.output import ConfigOption, fail, load_or_exit, out
+from nexus.errors import ConfigError
 
 app = typer.Typer(
     name="nexus",
@@ -59,7 +60,10 @@ def serve(
     )
     from nexus.server import run  # keeps `nexus --help` and `config check` light
 
-    run(settings)
+    try:
+        run(settings)
+    except ConfigError as exc:  # found before listening (e.g. an unusable usage ledger file)
+        raise fail("; ".join(exc.problems), code=2) from None
 
 
 app.add_typer(config_cmds.app, name="config")

@@ -136,6 +136,13 @@ class Budgets:
             )
         self.active = self.gateway_budget is not None or any(self._by_tenant.values())
 
+    @staticmethod
+    def configured(config: NexusConfig) -> bool:
+        """Whether ``config`` sets any budget (the gateway's or a client's)."""
+        clients = config.clients
+        spent = any(c.daily_usd is not None or c.monthly_usd is not None for c in clients)
+        return spent or config.routing.budget.monthly_limit_usd is not None
+
     def budgets_of(self, tenant: str | None) -> tuple[Budget, ...]:
         """The budgets a request of ``tenant`` is judged by."""
         own = self._by_tenant.get(tenant, ()) if tenant is not None else ()

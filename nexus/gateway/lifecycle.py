@@ -20,6 +20,7 @@ from nexus.config import BackendConfig, NexusConfig
 from nexus.config.kinds import Transport
 from nexus.discovery import MdnsDiscovery
 from nexus.gateway.attempts import Attempts
+from nexus.gateway.budgets import Budgets
 from nexus.gateway.opener import UpstreamOpener
 from nexus.gateway.ratelimit_redis import RedisRateLimiter
 from nexus.health.checker import HealthChecker
@@ -171,13 +172,23 @@ def _ledger(gateway: Gateway) -> tuple[Ledger, Any]:
             client, state.key_prefix, flush_interval=interval, timeout=state.sync_timeout_seconds
         )
         return ledger, client
-    path = state.usage_path or (DEFAULT_USAGE_PATH if gateway.budgets.active else None)
+    path = usage_file(gateway.config)
     if path is None:
         return MemoryLedger(), None
     from nexus.state.ledger_sqlite import SqliteLedger
 
-    logger.info("usage and spend are kept in {}", Path(path).resolve())
-    return SqliteLedger(Path(path), flush_interval=interval), None
+    logger.info("usage and spend are kept in {}", path.resolve())
+    return SqliteLedger(path, flush_interval=interval), None
+
+
+def usage_file(config: NexusConfig) -> Path | None:
+    """The usage ledger's SQLite file: ``[state] usage_path``, or nexus-usage.db when a budget
+    is set; None with Redis or without either (memory)."""
+    state = config.state
+    if state.backend == "redis":
+        return None
+    path = state.usage_path or (DEFAULT_USAGE_PATH if Budgets.configured(config) else None)
+    return None if path is None else Path(path)
 
 
 def _warm_up_translation(config: NexusConfig) -> asyncio.Task[None] | None:

@@ -123,6 +123,11 @@ class SqliteLedger(StoredLedger):
             logger.warning("usage ledger: SQLite file {} is in {} mode, not WAL", self.path, mode)
         return conn
 
+    def check(self) -> None:
+        """Open the file once and close it, now: :class:`ConfigError` when it cannot be used
+        (``nexus serve`` says so in one line before it starts listening)."""
+        self._disconnect(self._connect())
+
     def _unusable(self, exc: Exception) -> ConfigError:
         return ConfigError([f"usage ledger: cannot open the SQLite file {self.path}: {exc}"])
 
