@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 from nexus.config.kinds import Priority, Zone
 from nexus.errors import InvalidRequest
 from nexus.gateway.attempts import Exhausted
-from nexus.gateway.failures import budget_spent, exhausted, invalid, queue_refused, rejected
+from nexus.gateway.failures import (
+    NO_RETRY,
+    budget_spent,
+    exhausted,
+    invalid,
+    queue_refused,
+    rejected,
+)
 from nexus.gateway.opener import Call
 from nexus.gateway.outcome import Answer, AnswerStream, Failed, Outcome, Problem
 from nexus.gateway.queue import Admitted, Refused
@@ -173,6 +180,8 @@ class Exchange:
         if wait is not None:
             retry_after = math.ceil(wait)
             self._extra += (("retry-after-ms", str(math.ceil(wait * 1000))),)
+        else:  # it can never fit: retrying cannot help
+            self._extra += (NO_RETRY,)
         message = verdict.message or f"client '{tenant.name}' is over its rate limit"
         headers = NexusHeaders(self.request_id)
         return Failed(Problem.RATE_LIMITED, message, headers, retry_after=retry_after)
@@ -237,7 +246,8 @@ class Exchange:
         """``outcome`` with the headers every answer of this request carries."""
         if not self._extra:
             return outcome
-        return replace(outcome, headers=replace(outcome.headers, extra=self._extra))
+        headers = outcome.headers
+        return replace(outcome, headers=replace(headers, extra=headers.extra + self._extra))
 
     def _finish(self, outcome: Outcome) -> Outcome:
         self._report(outcome)

@@ -5,6 +5,7 @@ a request is never planned twice to explain its failure."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from nexus.backends.state import Snapshot, Status
 from nexus.config.model import QueueConfig
@@ -21,6 +22,9 @@ from nexus.gateway.queue import Ending, Refused
 from nexus.headers import NexusHeaders
 from nexus.routing import Rejection, RoutePlan, recovery_time
 
+#: Tells the OpenAI and Anthropic SDKs not to retry (they obey it before Retry-After: the
+#: anthropic SDK would otherwise sleep a Retry-After of weeks).
+NO_RETRY = ("x-should-retry", "false")
 #: Retry-After of a request answered because the gateway is shutting down.
 SHUTDOWN_RETRY_SECONDS = 5
 
@@ -55,6 +59,7 @@ def budget_spent(budget: Budget, budgets: Budgets, headers: NexusHeaders) -> Fai
         f"{budget.describe()} of {budget.limit_usd:.2f} USD is spent ({spent:.2f} USD); "
         f"requests are refused until it renews {renews}"
     )
+    headers = replace(headers, extra=(*headers.extra, NO_RETRY))
     return Failed(Problem.BUDGET_SPENT, message, headers, retry_after=left)
 
 

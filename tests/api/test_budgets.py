@@ -78,6 +78,7 @@ async def test_block_all_refuses_with_insufficient_quota(fleet) -> None:
     assert error["message"].startswith("the gateway's monthly budget of 10.00 USD is spent")
     assert refused.headers["x-nexus-budget-status"] == "hard_limit"
     assert 0 < int(refused.headers["retry-after"]) <= 31 * 86_400
+    assert refused.headers["x-should-retry"] == "false", "the SDKs must not sleep weeks"
     assert cloud.requests_to(CHAT) == [] and local.requests_to(CHAT) == []
 
 

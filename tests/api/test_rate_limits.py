@@ -88,6 +88,8 @@ async def test_tpm_counts_input_and_max_tokens(local) -> None:
     assert never.status_code == 429
     assert "can never fit" in never.json()["error"]["message"]
     assert "retry-after" not in never.headers
+    assert never.headers["x-should-retry"] == "false"
+    assert "x-should-retry" not in over.headers, "a wait helps this one"
 
 
 async def test_a_request_no_backend_answered_gives_its_tokens_back(local) -> None:

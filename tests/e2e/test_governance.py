@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import httpx2
 import openai
@@ -344,6 +345,13 @@ def test_each_hard_limit_action_once_priced_cloud_requests_spent_the_budget(
                 assert error.response.headers["x-nexus-budget-status"] == "hard_limit"
                 left = int(error.response.headers["retry-after"])
                 assert abs(left - seconds_to_next_month()) <= 60, left
+                assert error.response.headers["x-should-retry"] == "false"
+            # the anthropic SDK sleeps any Retry-After it gets (weeks here) unless told not to
+            claude = anthropic.Anthropic(base_url=gw.url, api_key="anything", timeout=10)
+            started = time.monotonic()
+            with pytest.raises(anthropic.RateLimitError):
+                claude.messages.create(model="m", max_tokens=5, messages=HELLO)
+            assert time.monotonic() - started < 5, "the SDK did not retry"
             assert local.requests_to(CHAT) == []
         elif action == "block_cloud":
             served = chat(client)
