@@ -493,8 +493,10 @@ async def test_probe_all_fifty_backends_ten_hanging(start_fake, client) -> None:
         for i in range(40)
     ] + [backend("vllm", hanging.url, name=f"hang{i}") for i in range(10)]
     started = time.monotonic()
-    results = await probe_all(configs, client, timeout=1.0, environ=ENV, show_cache=ShowCache())
-    assert time.monotonic() - started < 1.0 + 0.5
+    # 2 s: the 40 good probes and the fakes share this process (and its GIL) with the others; at
+    # 1 s an Ollama probe (listing, then its /api/show calls) once ran out of time on a loaded CI
+    results = await probe_all(configs, client, timeout=2.0, environ=ENV, show_cache=ShowCache())
+    assert time.monotonic() - started < 2.0 + 0.75, "concurrent: about one timeout in all"
     assert list(results) == [c.name for c in configs]
     assert all(results[f"b{i:02}"].ok for i in range(40)), results
     assert {results[f"hang{i}"].failure for i in range(10)} == {Failure.TIMEOUT}
