@@ -194,7 +194,7 @@ async def test_client_keys_are_accepted_as_x_api_key(claude, headers, status) ->
             headers=headers,
         )
     assert response.status_code == status, response.text
-    assert chat.status_code == (401 if status == 401 else chat.status_code)
+    assert (chat.status_code == 401) == (status == 401), "the same keys hold on chat"
     if status == 401:
         assert anthropic_error(response)["error"]["type"] == "authentication_error"
         assert "error" in chat.json() and "type" not in chat.json()  # OpenAI's envelope there
