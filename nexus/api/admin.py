@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from nexus.api.context import gateway_of
+from nexus.backends.quality import QualityStore
 from nexus.backends.state import BackendView
 from nexus.config.kinds import Api
 
@@ -38,6 +39,21 @@ def backend_json(backend: BackendView) -> dict[str, Any]:
     }
 
 
+def quality_json(store: QualityStore) -> dict[str, dict[str, dict[str, Any]]]:
+    """Backend -> model -> its figures over the last 5 minutes (issue 17: measured, not yet
+    used by routing)."""
+    shown: dict[str, dict[str, dict[str, Any]]] = {}
+    for backend, model in store.pairs():
+        figures = store.figures(backend, model, "5m")
+        shown.setdefault(backend, {})[model] = {
+            "attempts_5m": figures.attempts,
+            "failures_5m": {kind.value: count for kind, count in figures.failures.items()},
+            "error_rate_5m": figures.error_rate,
+            "ttft_ms_5m": None if figures.ttft_ms is None else round(figures.ttft_ms, 1),
+        }
+    return shown
+
+
 def failing_models(backend: BackendView, now: float) -> dict[str, dict[str, Any]]:
     """The models passive health has taken out on ``backend``, with seconds left and the cause."""
     return {
@@ -57,7 +73,13 @@ def _iso(timestamp: float | None) -> str | None:
 async def list_backends(request: Request) -> dict[str, Any]:
     gateway = gateway_of(request)
     snapshot, now = gateway.registry.snapshot(), gateway.clock()
+    quality = quality_json(gateway.quality)
     data = [
-        {**backend_json(b), "failing_models": failing_models(b, now)} for b in snapshot.backends
+        {
+            **backend_json(b),
+            "failing_models": failing_models(b, now),
+            "quality": quality.get(b.name, {}),
+        }
+        for b in snapshot.backends
     ]
     return {"object": "list", "data": data}

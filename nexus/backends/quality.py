@@ -357,6 +357,10 @@ class QualityStore:
             self._snapshot = QualitySnapshot(self._base, dict(self._top))
         return self._snapshot
 
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (backend, model) with figures, least recently recorded first."""
+        return list(self._pairs)
+
     def forget(self, backend: str) -> None:
         """Drop every pair of ``backend`` (removed from the registry). O(pairs)."""
         for key in [key for key in self._pairs if key[0] == backend]:

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from loguru import logger
 
+from nexus.backends.quality import QualityStore
 from nexus.backends.registry import Lease, Registry
 from nexus.backends.state import BackendView
 from nexus.backends.transitions import SUCCESS, Outcome
@@ -75,6 +76,7 @@ class Attempts:
         request_timeout: float,
         clock: Callable[[], float],
         admission: Admission | None = None,
+        quality: QualityStore | None = None,
     ) -> None:
         self._registry = registry
         self._opener = opener
@@ -82,6 +84,7 @@ class Attempts:
         self._timeout = request_timeout
         self._clock = clock
         self._admission = admission
+        self._quality = quality
 
     async def run(
         self, plan: RoutePlan, call: Call, *, lease: Lease | None = None
@@ -123,6 +126,7 @@ class Attempts:
                     stream = await self._stream(candidate, call, reply, headers, owned, started)
                     lease = None  # the stream owns it now
                     ttfb = self._succeeded(candidate, started)
+                    self._measured(candidate, ttfb, ttfb, None, stream=True)
                     status, content_type = reply.status_code, stream.content_type
                     return Answer(
                         status,
@@ -144,6 +148,9 @@ class Attempts:
                 lease.release()
         ttfb = self._succeeded(candidate, started)
         cost, output_tokens = self._body_cost(candidate, reply.status_code, content)
+        if reply.status_code < 400:  # a 4xx passed on is the client's, not the backend's
+            total = self._clock() - started
+            self._measured(candidate, ttfb, total, output_tokens, stream=False)
         return Answer(
             reply.status_code,
             reply.content_type or JSON,
@@ -214,11 +221,22 @@ class Attempts:
         )
         return elapsed
 
+    def _measured(
+        self, candidate: Candidate, ttft: float, total: float, output: int | None, *, stream: bool
+    ) -> None:
+        if self._quality is not None:
+            backend, model = candidate.backend.name, candidate.model
+            self._quality.record_success(
+                backend, model, ttft_s=ttft, total_s=total, output_tokens=output, stream=stream
+            )
+
     def _failed(self, candidate: Candidate, exc: UpstreamError, request_id: str) -> None:
         name = candidate.backend.name
         if isinstance(exc, BackendAtCapacity):  # nothing was sent: not a health failure
             logger.bind(request_id=request_id, backend=name).info(exc.message)
             return
+        if self._quality is not None:
+            self._quality.record_failure(name, candidate.model, exc.failure)
         retry_after = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
         changed = self._registry.record_outcome(
             name, Outcome(exc.failure, exc.message, retry_after), model=candidate.model

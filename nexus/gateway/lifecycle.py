@@ -70,6 +70,7 @@ async def run_gateway(
             request_timeout=config.server.request_timeout_seconds,
             clock=gateway.clock,
             admission=shared,
+            quality=gateway.quality,
         )
         checker = _health_checker(gateway, client)
         checker.start()

@@ -29,6 +29,9 @@ nexus_tenant_cost_usd_total              counter    tenant
 nexus_budget_limit_usd                   gauge      budget
 nexus_budget_spending_usd                gauge      budget
 nexus_budget_status                      gauge      budget (0 ok, 1 soft limit, 2 hard limit)
+nexus_backend_attempts                   gauge      backend, model, window (5m, 1h, 24h)
+nexus_backend_error_rate                 gauge      backend, model, window (from min_requests)
+nexus_backend_ttft_seconds               gauge      backend, model, window (mean)
 =======================================  =========  ============================================
 """
 
@@ -41,6 +44,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from nexus.backends.quality import QualityStore
+from nexus.backends.quality_windows import WINDOWS
 from nexus.backends.state import Snapshot, Status
 from nexus.observability.events import Completed
 from nexus.observability.labels import NONE, backend_label, status_class
@@ -204,6 +209,10 @@ class Metrics:
         """Expose ``budgets()`` rows (label, limit USD, spent USD, status 0/1/2) as gauges."""
         self.registry.register(BudgetGauges(budgets))
 
+    def watch_quality(self, store: QualityStore) -> None:
+        """Expose the quality store's figures per backend, model and window."""
+        self.registry.register(QualityGauges(store))
+
     def watch_queue(self, depth: Callable[[], Mapping[str, int]]) -> None:
         """Expose ``depth()`` (waiting requests per priority) as ``nexus_queue_depth``."""
         self.registry.register(QueueGauge(depth))
@@ -309,3 +318,41 @@ class BudgetGauges:
             spent.add_metric([label], spent_usd)
             status.add_metric([label], code)
         return [limit, spent, status]
+
+
+class QualityGauges:
+    """Attempts, error rate and mean TTFT per (backend, model) and window, at scrape time."""
+
+    def __init__(self, store: QualityStore) -> None:
+        self._store = store
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(None)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self._store)
+
+    @staticmethod
+    def _families(store: QualityStore | None) -> list[Metric]:
+        labels = ["backend", "model", "window"]
+        attempts = GaugeMetricFamily(
+            "nexus_backend_attempts", "Attempts in the window (quality).", labels=labels
+        )
+        rates = GaugeMetricFamily(
+            "nexus_backend_error_rate", "Failed share of attempts in the window.", labels=labels
+        )
+        ttft = GaugeMetricFamily(
+            "nexus_backend_ttft_seconds", "Mean time to first token in the window.", labels=labels
+        )
+        pairs = store.pairs() if store is not None else []
+        for backend, model in pairs:
+            for window in WINDOWS:
+                assert store is not None
+                figures = store.figures(backend, model, window)
+                key = [backend, model, window]
+                attempts.add_metric(key, figures.attempts)
+                if figures.error_rate is not None:
+                    rates.add_metric(key, figures.error_rate)
+                if figures.ttft_ms is not None:
+                    ttft.add_metric(key, figures.ttft_ms / 1000)
+        return [attempts, rates, ttft]
