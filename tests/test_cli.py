@@ -258,3 +258,26 @@ def test_serve_with_an_unusable_usage_ledger_is_one_line_and_exit_2(tmp_path) ->
     assert result.exit_code == 2
     assert result.output.strip().startswith("error: usage ledger: cannot open the SQLite file")
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("words", "cword", "expected"),
+    [
+        ("nexus con", 1, "config"),
+        ("nexus serve --no-d", 2, "--no-discovery"),
+        ("nexus us", 1, "usage"),
+    ],
+)
+def test_shell_completion_completes_commands_and_options(words, cword, expected) -> None:
+    # what the script of `nexus --show-completion bash` asks the program when Tab is pressed
+    environ = {"_NEXUS_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+    result = subprocess.run([NEXUS], capture_output=True, text=True, timeout=20, env=environ)
+    assert result.stdout.split() == [expected]
+
+
+def test_show_completion_prints_a_bash_script() -> None:
+    result = subprocess.run(
+        [NEXUS, "--show-completion", "bash"], capture_output=True, text=True, timeout=20
+    )
+    assert result.returncode == 0
+    assert "complete -o default -F _nexus_completion nexus" in result.stdout

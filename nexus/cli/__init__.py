@@ -16,7 +16,7 @@ app = typer.Typer(
     name="nexus",
     help="Nexus: one OpenAI-compatible endpoint in front of many LLM backends.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
