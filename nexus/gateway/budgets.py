@@ -134,7 +134,7 @@ class Budgets:
                 for period, usd in limits
                 if usd is not None
             )
-        self.active = self.gateway_budget is not None or any(self._by_tenant.values())
+        self.active = self.configured(config)
 
     @staticmethod
     def configured(config: NexusConfig) -> bool:

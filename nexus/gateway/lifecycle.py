@@ -51,11 +51,12 @@ async def run_gateway(
         relay_session(connect_timeout=config.server.connect_timeout_seconds) as session,
     ):
         shared = await _start_shared_state(gateway)
-        limiter = _shared_limiter(gateway) if shared is not None else None
+        redis = _redis(config) if shared is not None else None  # for limits and the ledger
+        limiter = _shared_limiter(gateway, redis) if redis is not None else None
         if limiter is not None:
             await limiter.start()
         gateway.shared_limiter = limiter
-        ledger, redis = _ledger(gateway)
+        ledger = _ledger(gateway, redis)
         await ledger.start()
         gateway.ledger = ledger
         attempts = Attempts(
@@ -132,19 +133,24 @@ async def _start_shared_state(gateway: Gateway) -> SharedState | None:
     return shared
 
 
-def _shared_limiter(gateway: Gateway) -> RedisRateLimiter | None:
-    """With Redis and a client with rpm or tpm, the limits shared by every replica."""
-    config = gateway.config
-    if not any(c.rpm is not None or c.tpm is not None for c in config.clients):
-        return None
+def _redis(config: NexusConfig) -> Any:
+    """A Redis client for the shared rate limits and the usage ledger (closed at the end)."""
     from nexus.state.store import redis_client
 
     state = config.state
-    client = redis_client(
+    return redis_client(
         state.redis_url.get_secret_value(), socket_timeout=state.sync_timeout_seconds
     )
+
+
+def _shared_limiter(gateway: Gateway, redis: Any) -> RedisRateLimiter | None:
+    """With a client with rpm or tpm, the limits shared by every replica on ``redis``."""
+    config = gateway.config
+    if not any(c.rpm is not None or c.tpm is not None for c in config.clients):
+        return None
+    state = config.state
     return RedisRateLimiter(
-        client,
+        redis,
         state.key_prefix,
         timeout=state.acquire_timeout_seconds,
         interval=state.sync_interval_seconds,
@@ -156,30 +162,23 @@ def _shared_limiter(gateway: Gateway) -> RedisRateLimiter | None:
 DEFAULT_USAGE_PATH = "nexus-usage.db"
 
 
-def _ledger(gateway: Gateway) -> tuple[Ledger, Any]:
-    """The usage ledger (and the Redis client it owns, if any): Redis with the redis backend,
-    else the SQLite file of ``[state] usage_path`` (by default nexus-usage.db when a budget is
-    set), else memory only."""
+def _ledger(gateway: Gateway, redis: Any) -> Ledger:
+    """The usage ledger: on ``redis`` with the redis backend, else the SQLite file of
+    ``[state] usage_path`` (by default nexus-usage.db when a budget is set), else memory."""
     state = gateway.config.state
     interval = gateway.config.routing.budget.reconciliation_interval_secs
-    if state.backend == "redis":
+    if redis is not None:
         from nexus.state.ledger_redis import RedisLedger
-        from nexus.state.store import redis_client
 
-        client = redis_client(
-            state.redis_url.get_secret_value(), socket_timeout=state.sync_timeout_seconds
-        )
-        ledger = RedisLedger(
-            client, state.key_prefix, flush_interval=interval, timeout=state.sync_timeout_seconds
-        )
-        return ledger, client
+        timeout = state.sync_timeout_seconds
+        return RedisLedger(redis, state.key_prefix, flush_interval=interval, timeout=timeout)
     path = usage_file(gateway.config)
     if path is None:
-        return MemoryLedger(), None
+        return MemoryLedger()
     from nexus.state.ledger_sqlite import SqliteLedger
 
     logger.info("usage and spend are kept in {}", path.resolve())
-    return SqliteLedger(path, flush_interval=interval), None
+    return SqliteLedger(path, flush_interval=interval)
 
 
 def usage_file(config: NexusConfig) -> Path | None:

@@ -119,7 +119,6 @@ class RedisRateLimiter:
         interval: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._redis = redis_client
         self._prefix = prefix
         self._timeout = timeout
         self._interval = interval
@@ -163,15 +162,11 @@ class RedisRateLimiter:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="ratelimit-sync")
 
     async def aclose(self) -> None:
-        """Give back every allowance, send the corrections, stop, close the client."""
+        """Give back every allowance, send the corrections, stop (the client is the caller's)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.sync(give_back=True)
-        try:
-            await self._redis.aclose()
-        except Exception:  # closing a client of a dead server: nothing left to do
-            logger.debug("closing the rate limits' Redis client failed")
 
     async def sync(self, *, give_back: bool = False) -> bool:
         """Send the corrections, and give back each allowance unused since the last sync (every

@@ -14,13 +14,7 @@ from redis.asyncio import Redis
 from nexus.gateway.ratelimit import Limits, Verdict
 from nexus.gateway.ratelimit_redis import PAUSE_SECONDS, RedisRateLimiter
 from tests.gateway.test_ratelimit import FakeClock, header
-from tests.state.redis_server import RedisServer, redis_server
-
-
-@pytest.fixture
-def real_redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
+from tests.state.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -160,4 +154,5 @@ async def test_no_limits_never_ask_redis(logs: list[str]) -> None:
     limiter.settle("ci", Limits(rpm=3), 1, 10)
     assert await limiter.sync()
     await limiter.aclose()
+    await redis.aclose()
     assert logs == []
