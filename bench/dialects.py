@@ -44,7 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import RESULTS, procs
+from bench import procs, save_report
 from bench.http1 import Connection, build_request, percentiles
 from bench.load import Loader, run_async
 from bench.phases import Accounting, _sequential, added, rotated
@@ -630,11 +630,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     report = run(args)
-    suffix = "-quick" if args.quick else ""
-    today = datetime.date.today().isoformat()
-    out = args.out or RESULTS / f"{today}-dialects{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    out = save_report(report, "dialects", quick=args.quick, out=args.out)
     print_report(report)
     print(f"written: {out}")
     return 0

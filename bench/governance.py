@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import math
 import os
 import platform
@@ -56,7 +55,7 @@ from typing import Any
 
 import httpx
 
-from bench import RESULTS, procs
+from bench import procs, save_report
 from bench.http1 import Connection, percentiles
 from bench.load import Loader, run_async
 from bench.phases import _sequential, added, rotated
@@ -614,11 +613,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     report = run(args)
-    suffix = "-quick" if args.quick else ""
-    today = datetime.date.today().isoformat()
-    out = args.out or RESULTS / f"{today}-governance{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    out = save_report(report, "governance", quick=args.quick, out=args.out)
     print_report(report)
     print(f"written: {out}")
     return 0
