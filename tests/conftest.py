@@ -1,4 +1,5 @@
-"""Shared fixtures: a clean NEXUS_* environment and a helper that writes config files."""
+"""Shared fixtures: a clean NEXUS_* environment, a helper that writes config files, a real
+redis-server (``real_redis``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.state.redis_server import RedisServer, redis_server
+
 REPO = Path(__file__).resolve().parent.parent
 
 #: The fake upstreams (fake_ollama, fake_openai, fake_anthropic, fake_gemini, start_fake, ...).
 pytest_plugins = ["tests.fakes.fixtures"]
+
+
+@pytest.fixture
+def real_redis() -> Iterator[RedisServer]:
+    """A fresh redis-server (skipped when not installed; with CI=true, a failure)."""
+    with redis_server() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -29,19 +29,12 @@ from tests.e2e.test_governance import (
 from tests.fakes.fixtures import StartFake
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import FakeModel
-from tests.state.redis_server import RedisServer, redis_server
+from tests.state.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 UNAVAILABLE = "in Redis unavailable"
 LOCAL_ONLY = "tiny"
-
-
-@pytest.fixture
-def real_redis() -> Iterator[RedisServer]:
-    """A fresh redis-server (skipped when not installed; with CI=true, a failure)."""
-    with redis_server() as server:
-        yield server
 
 
 @contextmanager

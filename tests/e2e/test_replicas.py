@@ -22,19 +22,13 @@ import pytest
 from tests.e2e.configs import CHAT, Gateway, backend, gateway, wait_until
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import FakeModel
-from tests.state.redis_server import RedisServer, redis_server
+from tests.state.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 UNAVAILABLE = "shared state in Redis unavailable"
 AVAILABLE_AGAIN = "shared state in Redis is available again"
-
-
-@pytest.fixture
-def real_redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -3,18 +3,12 @@ when ``CI=true``), and ``kit``: each behavioural test runs on the in-memory stor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.state.redis_server import RedisServer, redis_server
+from tests.state.redis_server import redis_server
 from tests.state.stores import MemoryKit, RedisKit, StoreKit
-
-
-@pytest.fixture
-def real_redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
 
 
 @pytest.fixture(params=["memory", "redis"])
