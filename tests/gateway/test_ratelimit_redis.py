@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 
 from nexus.gateway.ratelimit import Limits, Verdict
 from nexus.gateway.ratelimit_redis import PAUSE_SECONDS, RedisRateLimiter
-from tests.gateway.test_ratelimit import FakeClock, header
+from tests.gateway.test_ratelimit import header
 from tests.state.redis_server import RedisServer
+from tests.state.stores import FakeClock
 
 
 @pytest.fixture
