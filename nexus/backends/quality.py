@@ -9,9 +9,10 @@ failure: the caller does not call :meth:`QualityStore.record_failure` for it (no
 **Ejection.** A pair (backend, model) is ejected when, outside an ejection,
 
 - ``consecutive_failures`` errors come in a row (a success resets the count), or
-- its 5-minute error rate is at least ``error_rate_threshold`` over at least ``min_requests``
-  attempts, counting only the attempts made after its previous ejection (a pair back from an
-  ejection is judged on its new requests, not on the failures that already ejected it).
+- its error rate over the routing window (the newest ``window_seconds``, 5 minutes by default)
+  is at least ``error_rate_threshold`` over at least ``min_requests`` attempts, counting only the
+  attempts made after its previous ejection (a pair back from an ejection is judged on its new
+  requests, not on the failures that already ejected it).
 
 A 429 is not an error (the cooldown deals with it): it neither counts in a row nor in the rate.
 The ejection lasts ``min(base_ejection_seconds * 2 ** (n - 1), max_ejection_seconds)`` where
@@ -25,11 +26,17 @@ ok again; an error while recovering ejects it again (``n + 1``).
 privacy zone or tier, since a 503 helps no one more than a slow answer); that rule lives there.
 
 **Penalty** (a fraction of the smart score to take off, ``score * (1 - penalty)``), from the
-5-minute figures: ``p_ttft = min((ttft - thr) / thr, 1)`` when the mean TTFT exceeds
+routing window's figures: ``p_ttft = min((ttft - thr) / thr, 1)`` when the mean TTFT exceeds
 ``thr = ttft_penalty_threshold_ms`` (the Rust rule), else 0; ``p_err = min(rate /
 error_rate_threshold, 1)`` when the error rate counts (``min_requests`` attempts), else 0: a ramp
-that reaches the whole score where ejection starts. ``penalty = 1 - (1 - p_ttft) * (1 - p_err)``,
-both applied as multipliers. A pair without data has penalty 0.
+that reaches the whole score where ejection starts. ``penalty = 1 - (1 - w_t * p_ttft) * (1 -
+w_e * p_err)`` with the ``[routing.weights]`` ``ttft`` and ``error_rate`` (percent, 100 by
+default). A pair without data has penalty 0. A penalised pair that gets no traffic any more
+loses its penalty once its figures leave the window.
+
+**Snapshots.** :meth:`QualityStore.view` (the planner's, on every request) recomputes only the
+pairs recorded since the last one; :meth:`QualityStore.refresh` (a background tick every
+``metrics_interval_seconds``) also recomputes the pairs whose old buckets left the window.
 
 **Memory.** At most ``max_pairs`` pairs; recording for a new pair beyond that forgets the pair
 least recently recorded (even an ejected one: it comes back with a clean slate).
@@ -52,56 +59,13 @@ from nexus.backends.quality_windows import (
     error_rate,
     mean,
 )
-from nexus.errors import ConfigError, Failure
+from nexus.config.quality import BUCKET_SECONDS, QualityConfig
+from nexus.errors import Failure
 
 #: Ejections that started longer ago than this do not make the next one longer.
 EJECTION_MEMORY_SECONDS = 3600.0
 #: Ejection start times kept per pair (enough to reach any cap: the time doubles each one).
 _EJECTIONS_KEPT = 64
-_FIVE_MINUTES: Window = "5m"
-
-
-@dataclass(frozen=True, slots=True)
-class QualitySettings:
-    """The ``[quality]`` knobs. The defaults change nothing for a fleet without failures whose
-    time to first token stays under ``ttft_penalty_threshold_ms``."""
-
-    error_rate_threshold: float = 0.5  # Rust key: eject at this 5-min error rate or above
-    ttft_penalty_threshold_ms: float = 3000.0  # Rust key: a mean TTFT above it is penalised
-    consecutive_failures: int = 5
-    min_requests: int = 10  # attempts in the window before the error rate counts
-    base_ejection_seconds: float = 30.0
-    max_ejection_seconds: float = 600.0
-    probe_share: float = 0.1  # share of traffic let through while recovering
-    recovery_successes: int = 3
-    max_pairs: int = 2_000  # about 9 KB each: 18 MB at most
-
-    def __post_init__(self) -> None:
-        problems = [
-            f"quality.{name}: {getattr(self, name)!r} {rule}"
-            for name, (valid, rule) in _RULES.items()
-            if not valid(getattr(self, name))
-        ]
-        if self.max_ejection_seconds < self.base_ejection_seconds:
-            problems.append(
-                f"quality.max_ejection_seconds: {self.max_ejection_seconds!r} is below "
-                f"base_ejection_seconds ({self.base_ejection_seconds!r})"
-            )
-        if problems:
-            raise ConfigError(problems)
-
-
-_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
-    "error_rate_threshold": (lambda v: 0 < v <= 1, "must be above 0 and at most 1"),
-    "ttft_penalty_threshold_ms": (lambda v: v > 0, "must be above 0"),
-    "consecutive_failures": (lambda v: v >= 1, "must be at least 1"),
-    "min_requests": (lambda v: v >= 1, "must be at least 1"),
-    "base_ejection_seconds": (lambda v: v > 0, "must be above 0"),
-    "max_ejection_seconds": (lambda v: v > 0, "must be above 0"),
-    "probe_share": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
-    "recovery_successes": (lambda v: v >= 1, "must be at least 1"),
-    "max_pairs": (lambda v: v >= 1, "must be at least 1"),
-}
 
 
 class PairStatus(StrEnum):
@@ -123,16 +87,24 @@ class PairState:
     successes: int = 0
 
 
-def penalty(ttft_ms: float | None, rate: float | None, settings: QualitySettings) -> float:
-    """The share of the smart score to take off (0..1) for a 5-minute mean TTFT and error rate
+def penalties(
+    ttft_ms: float | None, rate: float | None, settings: QualityConfig
+) -> tuple[float, float]:
+    """(TTFT penalty, error-rate penalty), each 0..1, for a window's mean TTFT and error rate
     (None: no data, or too few attempts). See the module docstring."""
-    keep = 1.0
+    ttft_penalty = error_penalty = 0.0
     threshold = settings.ttft_penalty_threshold_ms
     if ttft_ms is not None and ttft_ms > threshold:
-        keep *= 1.0 - min((ttft_ms - threshold) / threshold, 1.0)
+        ttft_penalty = min((ttft_ms - threshold) / threshold, 1.0)
     if rate is not None:
-        keep *= 1.0 - min(rate / settings.error_rate_threshold, 1.0)
-    return 1.0 - keep
+        error_penalty = min(rate / settings.error_rate_threshold, 1.0)
+    return ttft_penalty, error_penalty
+
+
+def penalty(ttft_ms: float | None, rate: float | None, settings: QualityConfig) -> float:
+    """The share of the smart score to take off (0..1) with both penalties fully weighted."""
+    ttft_penalty, error_penalty = penalties(ttft_ms, rate, settings)
+    return 1.0 - (1.0 - ttft_penalty) * (1.0 - error_penalty)
 
 
 def _admits(
@@ -145,15 +117,28 @@ def _admits(
 
 @dataclass(frozen=True, slots=True)
 class QualityView:
-    """One pair as the planner sees it. ``recovering`` means on probation: once
-    ``ejected_until`` (monotonic seconds) has passed, only a probe share is let through."""
+    """One pair as the planner sees it, over the routing window (``window_seconds``).
+    ``recovering`` means on probation: once ``ejected_until`` (monotonic seconds) has passed,
+    only a probe share is let through."""
 
-    error_rate_5m: float | None
-    ttft_ms_5m: float | None
-    penalty: float
+    error_rate: float | None
+    ttft_ms: float | None
+    ttft_penalty: float = 0.0
+    error_penalty: float = 0.0
     ejected_until: float | None = None
     recovering: bool = False
     reason: str | None = None
+
+    @property
+    def penalty(self) -> float:
+        """Both penalties fully weighted (``[routing.weights]`` may weigh them less)."""
+        return 1.0 - (1.0 - self.ttft_penalty) * (1.0 - self.error_penalty)
+
+    def weighted_penalty(self, ttft_weight: float, error_weight: float) -> float:
+        """The share of the smart score to take off with each penalty scaled by its weight
+        (0..1)."""
+        keep = (1.0 - ttft_weight * self.ttft_penalty) * (1.0 - error_weight * self.error_penalty)
+        return 1.0 - keep
 
     def status(self, now: float) -> PairStatus:
         if self.ejected_until is not None and now < self.ejected_until:
@@ -231,20 +216,21 @@ class QualityStore:
     """Quality figures and ejections of every (backend, model) pair; see the module docstring.
     ``clock`` returns monotonic seconds; every method reads it at most once."""
 
-    def __init__(self, settings: QualitySettings, *, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: QualityConfig, *, clock: Callable[[], float]) -> None:
         self._settings = settings
         self._clock = clock
         self._pairs: OrderedDict[tuple[str, str], _Pair] = OrderedDict()  # least recent first
-        self._five_width, self._five_count = WINDOWS[_FIVE_MINUTES]
+        self._five_width, _ = WINDOWS["5m"]
+        self._buckets = settings.window_seconds // BUCKET_SECONDS
         # view(): the shared base, the changes since, the pairs to compute again, the last one.
         self._base: dict[tuple[str, str], QualityView] = {}
         self._top: dict[tuple[str, str], QualityView | None] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._snapshot: QualitySnapshot | None = None
-        self._view_epoch = NEVER
+        self._view_epoch = int(clock() // self._five_width)  # of the last refresh
 
     @property
-    def settings(self) -> QualitySettings:
+    def settings(self) -> QualityConfig:
         return self._settings
 
     def record_success(
@@ -293,7 +279,7 @@ class QualityStore:
         elif pair.streak >= settings.consecutive_failures:
             self._eject(pair, now, f"{pair.streak} failures in a row (last: {kind})")
         else:
-            successes, errors = pair.windows.judged(now, pair.judge_after)
+            successes, errors, _, _ = pair.windows.recent(now, self._buckets, pair.judge_after)
             rate = error_rate(successes, errors, settings.min_requests)
             if rate is not None and rate >= settings.error_rate_threshold:
                 attempts = int(successes + errors)
@@ -329,7 +315,7 @@ class QualityStore:
         return _admits(pair.ejected_until, pair.recovering, now, draw, share)
 
     def score_penalty(self, backend: str, model: str) -> float:
-        """:func:`penalty` of the pair's 5-minute figures now (0 for an unknown pair)."""
+        """:func:`penalty` of the pair's routing-window figures now (0 for an unknown pair)."""
         pair = self._pairs.get((backend, model))
         if pair is None:
             return 0.0
@@ -337,16 +323,10 @@ class QualityStore:
 
     def view(self) -> QualitySnapshot:
         """An immutable snapshot of every pair for the planner. The same object is returned until
-        a record or ``forget`` changes a pair, or the 5-minute window reaches its next 10-second
-        bucket (old buckets leave it); then only the pairs that changed are computed again."""
-        now = self._clock()
-        epoch = int(now // self._five_width)
-        if epoch != self._view_epoch:
-            # A pair whose newest bucket had left the window at the last build cannot change.
-            oldest = self._view_epoch - self._five_count
-            self._dirty.update(k for k, p in self._pairs.items() if p.windows.five.head > oldest)
-            self._view_epoch = epoch
+        a record, ``forget`` or :meth:`refresh` changes a pair; then only the pairs that changed
+        are computed again."""
         if self._dirty or self._snapshot is None:
+            now = self._clock()
             for key in self._dirty:
                 self._top[key] = self._view_of(self._pairs[key], now)
             self._dirty.clear()
@@ -356,6 +336,17 @@ class QualityStore:
                 self._top = {}
             self._snapshot = QualitySnapshot(self._base, dict(self._top))
         return self._snapshot
+
+    def refresh(self) -> QualitySnapshot:
+        """:meth:`view` after recomputing every pair whose figures may have changed by time
+        alone (old buckets leaving the window). O(pairs): run it off the request path."""
+        epoch = int(self._clock() // self._five_width)
+        if epoch != self._view_epoch:
+            # A pair whose newest bucket had left the window at the last refresh cannot change.
+            oldest = self._view_epoch - self._buckets
+            self._dirty.update(k for k, p in self._pairs.items() if p.windows.five.head > oldest)
+            self._view_epoch = epoch
+        return self.view()
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every (backend, model) with figures, least recently recorded first."""
@@ -402,13 +393,15 @@ class QualityStore:
         pair.judge_after = int(now // self._five_width)
 
     def _view_of(self, pair: _Pair, now: float) -> QualityView:
-        successes, errors, ttft_sum, ttft_count = pair.windows.five_minutes(now)
+        successes, errors, ttft_sum, ttft_count = pair.windows.recent(now, self._buckets)
         rate = error_rate(successes, errors, self._settings.min_requests)
         ttft_ms = mean(ttft_sum, ttft_count)
+        ttft_penalty, error_penalty = penalties(ttft_ms, rate, self._settings)
         return QualityView(
-            error_rate_5m=rate,
-            ttft_ms_5m=ttft_ms,
-            penalty=penalty(ttft_ms, rate, self._settings),
+            error_rate=rate,
+            ttft_ms=ttft_ms,
+            ttft_penalty=ttft_penalty,
+            error_penalty=error_penalty,
             ejected_until=pair.ejected_until,
             recovering=pair.recovering,
             reason=pair.reason,

@@ -3,7 +3,7 @@ and the :class:`Figures` read out of them. Pure: the caller passes the (monotoni
 
 Layout (:data:`WINDOWS`), bucket width × bucket count:
 
-- ``5m``: 30 × 10 s (what routing and ejection read, so it is the finest);
+- ``5m``: 30 × 10 s (the finest: routing and ejection read its newest ``window_seconds``);
 - ``1h``: 12 × 5 min;
 - ``24h``: 24 × 1 h.
 
@@ -195,41 +195,30 @@ class PairWindows:
         current = self.five.bucket(self.five.head)
         return [total + value for total, value in zip(ring.totals(), current, strict=True)]
 
-    def five_minutes(self, now: float) -> tuple[float, float, float, float]:
-        """(successes, errors, TTFT sum, TTFT count) over the last 5 minutes. Reads without
-        rolling: O(buckets that left the window since the last record)."""
+    def recent(
+        self, now: float, buckets: int, after: int = NEVER
+    ) -> tuple[float, float, float, float]:
+        """(successes, errors, TTFT sum, TTFT count) over the newest ``buckets`` 10-second
+        buckets at ``now`` (at most 30), counting only the buckets numbered above ``after`` (a
+        pair back from an ejection is judged on its new attempts). Reads without rolling: the
+        running sums when the whole ring counts, else at most ``buckets`` buckets."""
         five = self.five
         sums = five.sums
         assert sums is not None
         epoch = int(now // five.width)
-        if epoch <= five.head:
-            return sums[SUCCESSES], sums[ERRORS], sums[TTFT_SUM], sums[TTFT_COUNT]
-        fields = (SUCCESSES, ERRORS, TTFT_SUM, TTFT_COUNT)
-        values = [sums[index] for index in fields]
-        if epoch - five.head >= five.count:
+        if five.head == NEVER or epoch - five.head >= five.count:
             return 0.0, 0.0, 0.0, 0.0
-        for number in range(five.head - five.count + 1, epoch - five.count + 1):
-            start = (number % five.count) * FIELDS
-            for slot, index in enumerate(fields):
-                values[slot] -= five.data[start + index]
-        return values[0], values[1], values[2], values[3]
-
-    def judged(self, now: float, after: int) -> tuple[float, float]:
-        """(successes, errors) over the last 5 minutes, counting only the 10-second buckets
-        numbered above ``after`` (a pair back from an ejection is judged on its new attempts)."""
-        self._at(now)
-        five = self.five
-        sums = five.sums
-        assert sums is not None
-        first = after + 1
+        first = max(epoch - buckets + 1, after + 1)
         if first <= five.head - five.count + 1:
-            return sums[SUCCESSES], sums[ERRORS]
-        successes = errors = 0.0
+            return sums[SUCCESSES], sums[ERRORS], sums[TTFT_SUM], sums[TTFT_COUNT]
+        data, values = five.data, [0.0, 0.0, 0.0, 0.0]
         for number in range(first, five.head + 1):
             start = (number % five.count) * FIELDS
-            successes += five.data[start + SUCCESSES]
-            errors += five.data[start + ERRORS]
-        return successes, errors
+            values[0] += data[start + SUCCESSES]
+            values[1] += data[start + ERRORS]
+            values[2] += data[start + TTFT_SUM]
+            values[3] += data[start + TTFT_COUNT]
+        return values[0], values[1], values[2], values[3]
 
 
 def error_rate(successes: float, errors: float, min_requests: int) -> float | None:

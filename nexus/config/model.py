@@ -24,6 +24,7 @@ from pydantic import (
 
 from nexus.config.checks import glob_problem, semantic_problems
 from nexus.config.kinds import Api, BackendKind, Priority, Transport, Zone, kind_of
+from nexus.config.quality import QualityConfig
 
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 EnvVarName = Annotated[str, Field(pattern=ENV_VAR_PATTERN, max_length=128)]
@@ -112,6 +113,12 @@ class WeightsConfig(Section):
     priority: int = Field(50, ge=0, le=100, description="Weight of the backend's priority.")
     load: int = Field(30, ge=0, le=100, description="Weight of its in-flight load.")
     latency: int = Field(20, ge=0, le=100, description="Weight of its latency.")
+    ttft: int = Field(
+        100, ge=0, le=100, description="Percent of the time-to-first-token penalty applied."
+    )
+    error_rate: int = Field(
+        100, ge=0, le=100, description="Percent of the error-rate penalty applied."
+    )
 
 
 def _privacy(value: Any) -> Any:
@@ -434,6 +441,9 @@ class NexusConfig(Section):
         default_factory=SecurityConfig, description="What the gateway host may fetch."
     )
     queue: QueueConfig = Field(default_factory=QueueConfig, description="Waiting at capacity.")
+    quality: QualityConfig = Field(
+        default_factory=QualityConfig, description="Quality-aware routing."
+    )
     pricing: dict[ModelName, PriceConfig] = Field(
         default_factory=dict, description="USD price overrides per model."
     )

@@ -5,7 +5,7 @@ the document before validation and named in one warning. To implement a key, add
 settings tree (:mod:`nexus.config.model`) and delete its row here; a test fails while a row names
 a field the tree has. ``[]`` stands for every table of an array of tables (``[[...]]``).
 
-A section the tree lacks (``[quality]``, ``[lifecycle]``, ...) accepts only the keys its rows
+A section the tree lacks (``[lifecycle]``, ``[fleet]``) accepts only the keys its rows
 name; any other key in it is an error, like everywhere else.
 """
 
@@ -22,7 +22,6 @@ from nexus.config.tree import is_section
 
 EACH: Final = "[]"
 
-_F16 = "quality tracking, Rust F16: health probes alone decide availability"
 _F19 = "fleet intelligence, Rust F19: no pre-warming recommendations"
 _F20 = "model lifecycle, Rust F20: no model load, unload or migration"
 
@@ -35,9 +34,6 @@ RUST_ONLY: Final = MappingProxyType(
         "routing.policies[].fallback_allowed": "never consulted by Rust Nexus either",
         "logging.component_levels": "[logging] level applies to every component",
         "logging.enable_content_logging": "request content is never logged",
-        "quality.error_rate_threshold": _F16,
-        "quality.ttft_penalty_threshold_ms": _F16,
-        "quality.metrics_interval_seconds": _F16,
         "lifecycle.timeout_ms": _F20,
         "lifecycle.vram_headroom_percent": _F20,
         "lifecycle.vram_buffer_percent": _F20,

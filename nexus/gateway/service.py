@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from nexus.backends.quality import QualitySettings, QualityStore
+from nexus.backends.quality import QualityStore
 from nexus.backends.registry import Registry
 from nexus.backends.transitions import Thresholds
 from nexus.config import NexusConfig
@@ -102,7 +102,7 @@ class Gateway:
         self.budgets = Budgets(config, lambda: self.ledger)
         if self.budgets.active:
             self.observability.metrics.watch_budgets(self.budgets.rows)
-        self.quality = QualityStore(QualitySettings(), clock=clock)  # figures; not routing yet
+        self.quality = QualityStore(config.quality, clock=clock)
         self.observability.metrics.watch_quality(self.quality)
         self.limiter = RateLimiter(clock=clock)
         self.shared_limiter: RedisRateLimiter | None = None  # while running, on Redis

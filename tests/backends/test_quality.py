@@ -9,17 +9,18 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from nexus.backends.quality import (
     PairStatus,
-    QualitySettings,
     QualitySnapshot,
     QualityStore,
     QualityView,
     penalty,
 )
 from nexus.backends.quality_windows import WINDOWS, Window
-from nexus.errors import ConfigError, Failure
+from nexus.config.quality import QualityConfig
+from nexus.errors import Failure
 
 START = 12 * 86_400.0  # a monotonic clock far from zero, on a bucket boundary of every window
 
@@ -37,7 +38,7 @@ class Clock:
 
 def make(**overrides: Any) -> tuple[QualityStore, Clock]:
     clock = Clock()
-    return QualityStore(QualitySettings(**overrides), clock=clock), clock
+    return QualityStore(QualityConfig(**overrides), clock=clock), clock
 
 
 def ok(store: QualityStore, backend: str = "b", model: str = "m", **kw: Any) -> None:
@@ -293,7 +294,7 @@ def test_a_429_while_recovering_does_not_eject() -> None:
     ],
 )
 def test_penalty_formula(ttft_ms: float | None, rate: float | None, expected: float) -> None:
-    assert penalty(ttft_ms, rate, QualitySettings()) == pytest.approx(expected)
+    assert penalty(ttft_ms, rate, QualityConfig()) == pytest.approx(expected)
 
 
 def test_score_penalty_reads_the_5_minute_figures() -> None:
@@ -346,24 +347,25 @@ def test_forget_drops_every_pair_of_one_backend() -> None:
 # --- view ------------------------------------------------------------------------------------
 
 
-def test_view_is_cached_until_a_record_or_the_next_bucket() -> None:
+def test_view_is_cached_until_a_record_or_a_refresh() -> None:
     store, clock = make(min_requests=1)
     fail(store, Failure.SERVER_ERROR)
     first = store.view()
     assert store.view() is first
-    assert first[("b", "m")].error_rate_5m == 1.0
+    assert first[("b", "m")].error_rate == 1.0
     ok(store)
     second = store.view()
     assert second is not first
-    assert second[("b", "m")].error_rate_5m == 0.5
-    assert first[("b", "m")].error_rate_5m == 1.0  # snapshots are immutable
+    assert second[("b", "m")].error_rate == 0.5
+    assert first[("b", "m")].error_rate == 1.0  # snapshots are immutable
     clock.advance(5)  # same 10-second bucket
-    assert store.view() is second
+    assert store.refresh() is second
     clock.advance(300)
-    expired = store.view()
-    assert expired[("b", "m")].error_rate_5m is None
+    assert store.view() is second, "time alone changes nothing on the request path"
+    expired = store.refresh()
+    assert expired[("b", "m")].error_rate is None
     with pytest.raises(TypeError):
-        expired[("b", "m")] = QualityView(None, None, 0.0)  # type: ignore[index]
+        expired[("b", "m")] = QualityView(None, None)  # type: ignore[index]
 
 
 def test_view_shows_ejection_and_recovery_over_time() -> None:
@@ -452,9 +454,9 @@ def _check(
 ) -> None:
     width, count = WINDOWS[window]
     if window == "5m":  # the planner's view reads the same figures without rolling the ring
-        view = store.view().get(("b", "m"), QualityView(None, None, 0.0))
+        view = store.refresh().get(("b", "m"), QualityView(None, None))
         figures = store.figures("b", "m", window)
-        assert (view.error_rate_5m, view.ttft_ms_5m) == (figures.error_rate, figures.ttft_ms)
+        assert (view.error_rate, view.ttft_ms) == (figures.error_rate, figures.ttft_ms)
     counted = [(at, kind) for at, kind in made if int(at // width) > int(now // width) - count]
     assert all(now - at < width * count for at, _ in counted)  # never older than the window
     assert all(now - at > width * (count - 1) for at, _ in made if (at, _) not in counted)
@@ -473,13 +475,37 @@ def _check(
 
 
 def test_settings_name_the_key_and_the_bad_value() -> None:
-    with pytest.raises(ConfigError) as caught:
-        QualitySettings(error_rate_threshold=0.0, probe_share=1.5, max_ejection_seconds=10)
-    assert caught.value.problems == (
-        "quality.error_rate_threshold: 0.0 must be above 0 and at most 1",
-        "quality.probe_share: 1.5 must be between 0 and 1",
-        "quality.max_ejection_seconds: 10 is below base_ejection_seconds (30.0)",
-    )
+    with pytest.raises(ValidationError) as caught:
+        QualityConfig(error_rate_threshold=0.0, probe_share=1.5)
+    assert [error["loc"] for error in caught.value.errors()] == [
+        ("error_rate_threshold",),
+        ("probe_share",),
+    ]
+    with pytest.raises(ValidationError, match="max_ejection_seconds: 10 is below"):
+        QualityConfig(max_ejection_seconds=10)
+
+
+def test_a_shorter_routing_window_forgets_sooner() -> None:
+    store, clock = make(window_seconds=30, min_requests=2)
+    fail(store, Failure.SERVER_ERROR)
+    ok(store, ttft_s=4.5)
+    view = store.view()[("b", "m")]
+    assert (view.error_rate, view.ttft_ms) == (0.5, pytest.approx(4500))
+    assert view.ttft_penalty == pytest.approx(0.5) and view.error_penalty == 1.0
+    clock.advance(20)
+    assert store.refresh()[("b", "m")].error_rate == 0.5  # 20-30 s: still inside
+    clock.advance(10)
+    gone = store.refresh()[("b", "m")]
+    assert (gone.error_rate, gone.ttft_ms, gone.penalty) == (None, None, 0.0)
+    assert store.figures("b", "m", "5m").attempts == 2, "the 5-minute figures still hold them"
+
+
+def test_weights_scale_each_penalty() -> None:
+    view = QualityView(0.25, 4500.0, ttft_penalty=0.5, error_penalty=0.5)
+    assert view.penalty == pytest.approx(0.75)
+    assert view.weighted_penalty(1.0, 0.0) == pytest.approx(0.5)
+    assert view.weighted_penalty(0.5, 0.5) == pytest.approx(1 - 0.75 * 0.75)
+    assert view.weighted_penalty(0.0, 0.0) == 0.0
 
 
 # --- cost ------------------------------------------------------------------------------------

@@ -134,9 +134,6 @@ UNIMPLEMENTED = {
     "routing.policies[].fallback_allowed",
     "logging.component_levels",
     "logging.enable_content_logging",
-    "quality.error_rate_threshold",
-    "quality.ttft_penalty_threshold_ms",
-    "quality.metrics_interval_seconds",
     "lifecycle.timeout_ms",
     "lifecycle.vram_headroom_percent",
     "lifecycle.vram_buffer_percent",
@@ -193,10 +190,10 @@ def test_the_rust_example_loads_with_one_warning_per_unimplemented_key(
 
 
 def test_a_warning_says_what_the_key_is(write_config, warnings: list[str]) -> None:
-    path = write_config("[quality]\nmetrics_interval_seconds = 30\n")
+    path = write_config("[fleet]\nmin_sample_days = 7\n")
     load_config(path)
     [message] = warnings
-    assert message.startswith(f"{path}: quality.metrics_interval_seconds: {NOT_IMPLEMENTED}")
+    assert message.startswith(f"{path}: fleet.min_sample_days: {NOT_IMPLEMENTED}")
     assert "has no effect" in message
 
 
@@ -207,7 +204,7 @@ def test_files_without_rust_only_keys_load_silently(write_config, warnings: list
 
 
 def test_an_invalid_file_raises_without_warnings(write_config, warnings: list[str]) -> None:
-    problems(write_config("[quality]\nmetrics_interval_seconds = 30\n[server]\nport = 0\n"))
+    problems(write_config("[fleet]\nmin_sample_days = 7\n[server]\nport = 0\n"))
     assert warnings == []
 
 
@@ -238,7 +235,7 @@ def test_unknown_key_lists_the_accepted_rust_keys_too(write_config) -> None:
     [line] = problems(write_config("[quallity]\n"))
     assert line.endswith(
         "(allowed here: server, discovery, health_check, routing, logging, state, security, "
-        "queue, pricing, backends, clients, quality, lifecycle, fleet)"
+        "queue, quality, pricing, backends, clients, lifecycle, fleet)"
     )
     [line] = problems(write_config("[routing]\nbudgett = 5\n"))
     assert line.endswith(
@@ -249,8 +246,8 @@ def test_unknown_key_lists_the_accepted_rust_keys_too(write_config) -> None:
 
 
 def test_errors_in_rust_sections_come_with_the_other_errors(write_config) -> None:
-    path = write_config("[quality]\nerror_rate = 5\n[server]\nport = 0\n")
-    assert [line.split(": ")[1] for line in problems(path)] == ["quality.error_rate", "server.port"]
+    path = write_config("[fleet]\nmin_samples = 5\n[server]\nport = 0\n")
+    assert [line.split(": ")[1] for line in problems(path)] == ["fleet.min_samples", "server.port"]
 
 
 def test_policies_as_a_table_says_to_write_an_array_of_tables(write_config) -> None:
@@ -313,3 +310,32 @@ def test_serve_starts_with_the_rust_example_and_logs_the_warnings(tmp_path: Path
     assert code == 0, stderr
     for key in UNIMPLEMENTED:
         assert f"{path}: {key}: {NOT_IMPLEMENTED}" in stderr, key
+
+
+def test_the_rust_quality_keys_take_effect_with_their_meaning(write_config) -> None:
+    config = load_config(
+        write_config(
+            "[quality]\nerror_rate_threshold = 0.25\nttft_penalty_threshold_ms = 800\n"
+            "metrics_interval_seconds = 5\n"
+        )
+    )
+    quality = config.quality
+    assert (quality.error_rate_threshold, quality.ttft_penalty_threshold_ms) == (0.25, 800.0)
+    assert quality.metrics_interval_seconds == 5.0
+    assert NexusConfig().quality.error_rate_threshold == 0.5  # the Rust default
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[quality]\nerror_rate_threshold = 0\n", "quality.error_rate_threshold: 0 "),
+        ("[quality]\nwindow_seconds = 45\n", "45 is not a multiple of 10"),
+        (
+            "[quality]\nbase_ejection_seconds = 60\nmax_ejection_seconds = 30\n",
+            "max_ejection_seconds: 30 is below base_ejection_seconds (60)",
+        ),
+    ],
+)
+def test_bad_quality_values_are_errors(write_config, text: str, expected: str) -> None:
+    [line] = problems(write_config(text))
+    assert expected in line, line
