@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from math import isqrt
+from typing import TypeVar, overload
 
 from nexus.backends.quality_windows import (
     NEVER,
@@ -61,6 +62,8 @@ from nexus.backends.quality_windows import (
 )
 from nexus.config.quality import BUCKET_SECONDS, QualityConfig
 from nexus.errors import Failure
+
+_T = TypeVar("_T")
 
 #: Ejections that started longer ago than this do not make the next one longer.
 EJECTION_MEMORY_SECONDS = 3600.0
@@ -174,6 +177,19 @@ class QualitySnapshot(Mapping[tuple[str, str], QualityView]):
                 raise KeyError(key)
             return view
         return self._base[key]
+
+    @overload
+    def get(self, key: tuple[str, str], /) -> QualityView | None: ...
+    @overload
+    def get(self, key: tuple[str, str], default: QualityView | _T, /) -> QualityView | _T: ...
+
+    def get(self, key: tuple[str, str], default: object = None, /) -> object:
+        """The planner's lookup, without an exception on a miss."""
+        top = self._top
+        if key in top:
+            view = top[key]
+            return default if view is None else view
+        return self._base.get(key, default)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         yield from (key for key in self._base if key not in self._top)

@@ -78,9 +78,11 @@ async def run_gateway(
         discovery = _discovery(gateway, checker)
         await discovery.start()
         translated = _warm_up_translation(config)
+        ticking = _refresh_quality(gateway)
         try:
             yield attempts, checker, shared
         finally:
+            ticking.cancel()
             await discovery.stop()
             await checker.stop()
             if shared is not None:
@@ -95,6 +97,19 @@ async def run_gateway(
                 await translated
             if _TRANSLATED in sys.modules:  # LiteLLM was used (a configured or bridged backend)
                 await _translated_module().shutdown()
+
+
+def _refresh_quality(gateway: Gateway) -> asyncio.Task[None]:
+    """Every ``metrics_interval_seconds``, recompute the quality figures time alone changed (old
+    buckets leaving the routing window): the request path only recomputes what it recorded."""
+    interval = gateway.config.quality.metrics_interval_seconds
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            gateway.quality.refresh()
+
+    return asyncio.get_running_loop().create_task(tick(), name="quality-refresh")
 
 
 def _health_checker(gateway: Gateway, client: httpx.AsyncClient) -> HealthChecker:

@@ -138,7 +138,13 @@ class Gateway:
         snapshot, now = self.registry.snapshot(), self.clock()
         started = time.perf_counter()
         result = plan(
-            requirements, snapshot, self.policy, now=now, rotation=rotation, rng=self._rng
+            requirements,
+            snapshot,
+            self.policy,
+            now=now,
+            rotation=rotation,
+            rng=self._rng,
+            quality=self.quality.view(),
         )
         self.observability.metrics.planner_decision(time.perf_counter() - started)
         return result

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from nexus.backends.quality import PairStatus, QualityView
 from nexus.backends.state import BackendView
 from nexus.routing.reasons import Role, SkipReason
 
@@ -53,6 +54,37 @@ def decision_json(
         "decision": "kept" if skip is None else "skipped",
         "reason": None if skip is None else skip.value,
         "detail": None if skip is None else skip_detail(backend, skip, stage, requirements, now),
+        "quality": quality_json(backend.name, skip, stage, now),
+    }
+
+
+def quality_json(
+    name: str, skip: SkipReason | None, stage: Stage, now: float
+) -> dict[str, Any] | None:
+    """The backend's quality figures for the stage's model and what they did to it: ``excluded``
+    (an outlier), ``kept: last`` (an outlier kept as the stage's last candidates), ``lowered``
+    (a smart-score penalty), else ``none``. None without figures."""
+    view = stage.quality.get(name)
+    if view is None:
+        return None
+    status = view.status(now)
+    if skip is SkipReason.OUTLIER:
+        effect = "excluded"
+    elif skip is None and status is PairStatus.EJECTED:
+        effect = "kept: last"
+    elif name in stage.penalties:
+        effect = "lowered"
+    else:
+        effect = "none"
+    back = view.ejected_until
+    return {
+        "status": status.value,
+        "error_rate": None if view.error_rate is None else round(view.error_rate, 4),
+        "ttft_ms": None if view.ttft_ms is None else round(view.ttft_ms, 1),
+        "penalty": round(stage.penalties.get(name, 0.0), 4),
+        "effect": effect,
+        "reason": view.reason,
+        "back_in_seconds": None if back is None or back <= now else math.ceil(back - now),
     }
 
 
@@ -78,7 +110,18 @@ def skip_detail(
         return (
             f"context length {_window(backend, stage.model)} < {requirements.input_tokens} tokens"
         )
+    if skip is SkipReason.OUTLIER:
+        return _outlier_detail(stage.quality.get(backend.name), stage.model, now)
     return availability_detail(backend, skip, now, stage.model)
+
+
+def _outlier_detail(view: QualityView | None, model: str, now: float) -> str:
+    cause = f" ({view.reason})" if view is not None and view.reason else ""
+    if view is not None and view.status(now) is PairStatus.EJECTED:
+        assert view.ejected_until is not None
+        left = math.ceil(view.ejected_until - now)
+        return f"an outlier for {model!r}{cause}, ejected for {left} s more"
+    return f"recovering for {model!r}{cause}; not drawn for its probe share this time"
 
 
 def availability_detail(backend: BackendView, skip: SkipReason, now: float, model: str) -> str:
@@ -155,7 +198,13 @@ def _problem(skip: SkipReason, backends: list[BackendView], stage: Stage, now: f
         windows = names([f"{b.name} ({_window(b, stage.model)})" for b in backends])
         return f"has too short a context for this request on {windows}"
     details = [
-        f"backend {b.name!r} is {availability_detail(b, skip, now, stage.model)}" for b in backends
+        f"backend {b.name!r} is "
+        + (
+            _outlier_detail(stage.quality.get(b.name), stage.model, now)
+            if skip is SkipReason.OUTLIER
+            else availability_detail(b, skip, now, stage.model)
+        )
+        for b in backends
     ]
     return "cannot be served now: " + names(details)
 

@@ -15,7 +15,12 @@ failing check is its skip reason:
 3. capabilities: vision, tools, JSON mode, and input tokens within the model's context length
    (an unknown context length passes);
 4. availability: healthy, not cooling down, below ``max_concurrent``, and the model not ejected
-   on that backend by passive health.
+   on that backend by passive health;
+5. quality (:mod:`nexus.backends.quality`): the model not ejected on that backend as an outlier,
+   and, while it is on probation after an ejection, drawn for its ``probe_share``. This check
+   never removes the last candidates of a stage (whose privacy zone and tier are fixed): when it
+   would leave none kept, and no backend is merely at capacity (the queue waits for those), the
+   outliers stay, since a 503 helps no one more than a slow answer.
 
 Constraints only tighten along a fallback chain: privacy is never crossed and the tier never
 drops through a fallback or a substitute. The backends kept in each stage are ordered by the
@@ -35,10 +40,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from nexus.backends.quality import QualityView
 from nexus.backends.state import BackendView, ModelInfo, Snapshot, Status
 from nexus.config.kinds import Zone
+from nexus.config.model import Strategy
 from nexus.routing import explain, strategies
 from nexus.routing.policy import RoutingPolicy
 from nexus.routing.reasons import HEALTH_SKIPS, Role, SkipReason
@@ -57,23 +64,27 @@ def plan(
     now: float,
     rotation: int = 0,
     rng: random.Random | None = None,
+    quality: Quality | None = None,
 ) -> RoutePlan | Rejection:
     """The route for ``requirements`` over ``snapshot`` at ``now``: a plan, or why there is none.
 
     ``rotation`` is the round-robin counter of the requested model (the caller advances it);
-    ``rng`` drives the random strategy (default ``random.Random(rotation)``).
+    ``rng`` drives the random strategy and the probe draws of recovering models (default
+    ``random.Random(rotation)``); ``quality`` maps (backend, model) to its quality figures.
     """
     fleet = snapshot.backends
-    stages = [_stage(requirements.model, Role.REQUESTED, requirements, fleet, policy, now)]
+    rng = rng if rng is not None else random.Random(rotation)
+    screen = _Screen(quality, policy, now, rng.random) if quality else None
+    stages = [_stage(requirements.model, Role.REQUESTED, requirements, fleet, policy, now, screen)]
     for model in policy.fallbacks_for(requirements.model):
-        stages.append(_stage(model, Role.FALLBACK, requirements, fleet, policy, now))
+        stages.append(_stage(model, Role.FALLBACK, requirements, fleet, policy, now, screen))
     candidates = _candidates(stages, 0, policy, rotation, rng)
     known = bool(stages[0].decisions) or _named(requirements, policy)
     substitute_tier = None
     if not candidates and known and _may_substitute(requirements):
         substitute_tier = _required_tier(stages[0])
         if substitute_tier is not None:
-            substitute = _substitute(requirements, stages, policy, now, substitute_tier)
+            substitute = _substitute(requirements, stages, policy, now, substitute_tier, screen)
             if substitute is not None:
                 stages.append(substitute)
                 candidates = _candidates(stages, len(stages) - 1, policy, rotation, rng)
@@ -112,6 +123,7 @@ def _stage(
     fleet: tuple[BackendView, ...],
     policy: RoutingPolicy,
     now: float,
+    screen: _Screen | None,
     floor: int | None = None,
 ) -> Stage:
     privacy, min_tier = constraints_for(model, requirements, policy, floor)
@@ -124,7 +136,62 @@ def _stage(
             decisions.append(Decision(backend, skip))
     if requirements.cloud is CloudUse.UNLESS_LOCAL:
         decisions = _local_first(decisions)
-    return Stage(model, role, privacy, min_tier, tuple(decisions), fleet)
+    if screen is None:
+        return Stage(model, role, privacy, min_tier, tuple(decisions), fleet)
+    decisions, views, penalties = screen(model, decisions)
+    return Stage(model, role, privacy, min_tier, tuple(decisions), fleet, views, penalties)
+
+
+Quality = Mapping[tuple[str, str], QualityView]
+
+
+class _Screen:
+    """The quality check of one plan (step 5 of the module docstring), and the smart-score
+    penalties of the backends it keeps."""
+
+    __slots__ = ("_draw", "_error_weight", "_now", "_quality", "_share", "_smart", "_ttft_weight")
+
+    def __init__(
+        self, quality: Quality, policy: RoutingPolicy, now: float, draw: Callable[[], float]
+    ) -> None:
+        self._quality, self._now, self._draw = quality, now, draw
+        self._share = policy.probe_share
+        self._smart = policy.strategy is Strategy.SMART
+        self._ttft_weight, self._error_weight = policy.weights.ttft, policy.weights.error_rate
+
+    def __call__(
+        self, model: str, decisions: list[Decision]
+    ) -> tuple[list[Decision], dict[str, QualityView], dict[str, float]]:
+        quality, now = self._quality, self._now
+        views: dict[str, QualityView] = {}
+        outliers = False
+        for index, decision in enumerate(decisions):
+            name = decision.backend.name
+            view = quality.get((name, model))
+            if view is None:
+                continue
+            views[name] = view
+            if (
+                decision.skip is None
+                and view.recovering
+                and not view.allows(now, self._draw(), self._share)
+            ):
+                decisions[index] = Decision(decision.backend, _OUTLIER)
+                outliers = True
+        if outliers and not any(d.skip is None or d.skip is _AT_CAPACITY for d in decisions):
+            decisions = [Decision(d.backend, None) if d.skip is _OUTLIER else d for d in decisions]
+        penalties: dict[str, float] = {}
+        if self._smart:
+            for decision in decisions:
+                view = views.get(decision.backend.name)
+                if decision.skip is None and view is not None:
+                    share = view.weighted_penalty(self._ttft_weight, self._error_weight)
+                    if share > 0.0:
+                        penalties[decision.backend.name] = share
+        return decisions, views, penalties
+
+
+_OUTLIER, _AT_CAPACITY = SkipReason.OUTLIER, SkipReason.AT_CAPACITY
 
 
 def _local_first(decisions: list[Decision]) -> list[Decision]:
@@ -184,7 +251,7 @@ def _candidates(
     start: int,
     policy: RoutingPolicy,
     rotation: int,
-    rng: random.Random | None,
+    rng: random.Random,
 ) -> tuple[Candidate, ...]:
     """The kept backends of ``stages[start:]``, each stage ordered by the strategy."""
     candidates: list[Candidate] = []
@@ -193,7 +260,12 @@ def _candidates(
         stage = stages[index]
         kept = stage.kept()
         ordered = strategies.rank(
-            policy.strategy, kept, weights=policy.weights, rotation=rotation, rng=rng
+            policy.strategy,
+            kept,
+            weights=policy.weights,
+            rotation=rotation,
+            rng=rng,
+            penalties=stage.penalties,
         )
         for backend in ordered:
             if (backend.name, stage.model) not in seen:
@@ -215,6 +287,7 @@ def _substitute(
     policy: RoutingPolicy,
     now: float,
     required_tier: int,
+    screen: _Screen | None,
 ) -> Stage | None:
     """The stage of the best substitute model (see the module docstring), or None."""
     fleet = stages[0].fleet
@@ -232,7 +305,9 @@ def _substitute(
             zone, tier = constraints_for(model, requirements, policy, required_tier)
             info = backend.models[model]
             if skip_reason(backend, info, requirements, zone is _RESTRICTED, tier, now) is None:
-                return _stage(model, Role.SUBSTITUTE, requirements, fleet, policy, now, tier)
+                return _stage(
+                    model, Role.SUBSTITUTE, requirements, fleet, policy, now, screen, tier
+                )
     return None
 
 

@@ -38,6 +38,8 @@ class Weights:
     priority: float = 50.0
     load: float = 30.0
     latency: float = 20.0
+    ttft: float = 1.0  # share of the quality TTFT penalty applied (the config's percent / 100)
+    error_rate: float = 1.0  # share of the quality error-rate penalty applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +76,16 @@ class RoutingPolicy:
         "max_retries",
         "weights",
         "health_interval_seconds",
+        "probe_share",
     )
 
-    def __init__(self, config: RoutingConfig, *, health_interval_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        config: RoutingConfig,
+        *,
+        health_interval_seconds: float = 30.0,
+        probe_share: float = 0.1,
+    ) -> None:
         problems = list(alias_problems(config.aliases))
         for index, rule in enumerate(config.policies):
             problem = glob_problem(rule.model_pattern)
@@ -90,8 +99,11 @@ class RoutingPolicy:
         self.strategy: Strategy = config.strategy
         self.max_retries: int = config.max_retries
         w = config.weights
-        self.weights = Weights(float(w.priority), float(w.load), float(w.latency))
+        self.weights = Weights(
+            float(w.priority), float(w.load), float(w.latency), w.ttft / 100, w.error_rate / 100
+        )
         self.health_interval_seconds = health_interval_seconds
+        self.probe_share = probe_share  # of a recovering (backend, model): [quality]
         exact = {name: target for name, target in config.aliases.items() if not is_glob(name)}
         self._aliases = {name: _chain(name, exact) for name in exact}
         self._glob_aliases = tuple(
@@ -113,8 +125,13 @@ class RoutingPolicy:
 
     @classmethod
     def from_config(cls, config: NexusConfig) -> RoutingPolicy:
-        """The policy of a whole configuration (routing rules plus the health-check interval)."""
-        return cls(config.routing, health_interval_seconds=config.health_check.interval_seconds)
+        """The policy of a whole configuration (routing rules, the health-check interval and the
+        quality probe share)."""
+        return cls(
+            config.routing,
+            health_interval_seconds=config.health_check.interval_seconds,
+            probe_share=config.quality.probe_share,
+        )
 
     def resolve(self, name: str) -> str:
         """The model ``name`` stands for: the end of its alias chain, or ``name`` itself."""

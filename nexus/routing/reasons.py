@@ -21,6 +21,7 @@ class SkipReason(StrEnum):
     HEALTH_UNKNOWN = "health_unknown"  # not probed successfully yet
     COOLING_DOWN = "cooling_down"  # after a 429, until its Retry-After
     MODEL_FAILING = "model_failing"  # this model failed here repeatedly: out for a while
+    OUTLIER = "outlier"  # quality tracking ejected this model here, or it is on probation
     AT_CAPACITY = "at_capacity"  # in_flight >= max_concurrent
     BUDGET = "budget"  # a cloud backend, while a spend budget keeps the request local
 
@@ -32,6 +33,7 @@ HEALTH_SKIPS = frozenset(
         SkipReason.HEALTH_UNKNOWN,
         SkipReason.COOLING_DOWN,
         SkipReason.MODEL_FAILING,
+        SkipReason.OUTLIER,
     }
 )
 

@@ -6,15 +6,20 @@ the same object drives the gateway's attempts, the ``X-Nexus-*`` headers, the 50
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from nexus.backends.quality import QualityView
 from nexus.backends.state import BackendView
 from nexus.config.kinds import Zone
 from nexus.config.model import Strategy
 from nexus.routing import explain
 from nexus.routing.reasons import HEALTH_SKIPS, Role, RouteReason, SkipReason
 from nexus.routing.requirements import Requirements
+
+_NONE: Mapping[str, Any] = MappingProxyType({})
 
 
 class Decision(NamedTuple):
@@ -31,6 +36,8 @@ class Stage:
     ``decisions`` holds the backends that list ``model``, in configuration order; every other
     backend of ``fleet`` counts as skipped with :attr:`SkipReason.UNKNOWN_MODEL`.
     ``privacy`` is RESTRICTED when only restricted backends may serve (OPEN: any zone).
+    ``quality`` holds the quality figures of the deciding backends that have some (by backend
+    name), ``penalties`` the smart-score penalties they were ranked with (non-zero only).
     """
 
     model: str
@@ -39,6 +46,8 @@ class Stage:
     min_tier: int | None
     decisions: tuple[Decision, ...]
     fleet: tuple[BackendView, ...]
+    quality: Mapping[str, QualityView] = field(default_factory=lambda: _NONE)
+    penalties: Mapping[str, float] = field(default_factory=lambda: _NONE)
 
     def kept(self) -> list[BackendView]:
         return [d.backend for d in self.decisions if d.skip is None]

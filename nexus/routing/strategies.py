@@ -7,7 +7,8 @@ they should be attempted:
   ``score = (p * w_priority + l * w_load + t * w_latency) / 100`` with
   ``p = 100 - min(priority, 100)`` (lower priority value is preferred; values above 100 score 0),
   ``l = 100 - min(in_flight, 100)`` and ``t = 100 - min(latency_ms / 10, 100)`` (an unknown
-  latency scores 100). Equal scores keep configuration order.
+  latency scores 100), then multiplied by ``1 - penalty``, the backend's quality penalty for the
+  model (:mod:`nexus.backends.quality`; 0 without one). Equal scores keep configuration order.
 - ``round_robin``: configuration order rotated by ``rotation``; the caller keeps one counter per
   model and passes its value, so no state lives here.
 - ``priority_only``: ascending ``priority``; equal priorities keep configuration order.
@@ -17,7 +18,7 @@ they should be attempted:
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from nexus.backends.state import BackendView
 from nexus.config.model import Strategy
@@ -35,8 +36,17 @@ def smart_score(backend: BackendView, weights: Weights) -> float:
     return total / _SCALE
 
 
-def smart(pool: Sequence[BackendView], weights: Weights) -> list[BackendView]:
-    return sorted(pool, key=lambda backend: -smart_score(backend, weights))
+def smart(
+    pool: Sequence[BackendView], weights: Weights, penalties: Mapping[str, float] | None = None
+) -> list[BackendView]:
+    if not penalties:
+        return sorted(pool, key=lambda backend: -smart_score(backend, weights))
+    return sorted(
+        pool,
+        key=lambda backend: (
+            -smart_score(backend, weights) * (1.0 - penalties.get(backend.name, 0.0))
+        ),
+    )
 
 
 def round_robin(pool: Sequence[BackendView], rotation: int) -> list[BackendView]:
@@ -61,12 +71,14 @@ def rank(
     weights: Weights,
     rotation: int = 0,
     rng: random.Random | None = None,
+    penalties: Mapping[str, float] | None = None,
 ) -> list[BackendView]:
-    """``pool`` (configuration order) in the order ``strategy`` attempts it."""
+    """``pool`` (configuration order) in the order ``strategy`` attempts it. ``penalties``
+    (backend name -> quality penalty, smart only)."""
     if len(pool) < 2:
         return list(pool)
     if strategy is Strategy.SMART:
-        return smart(pool, weights)
+        return smart(pool, weights, penalties)
     if strategy is Strategy.PRIORITY_ONLY:
         return priority_only(pool)
     if strategy is Strategy.ROUND_ROBIN:
