@@ -39,17 +39,23 @@ def backend_json(backend: BackendView) -> dict[str, Any]:
     }
 
 
-def quality_json(store: QualityStore) -> dict[str, dict[str, dict[str, Any]]]:
-    """Backend -> model -> its figures over the last 5 minutes (issue 17: measured, not yet
-    used by routing)."""
+def quality_json(store: QualityStore, now: float) -> dict[str, dict[str, dict[str, Any]]]:
+    """Backend -> model -> its figures over the last 5 minutes and its ejection state."""
     shown: dict[str, dict[str, dict[str, Any]]] = {}
     for backend, model in store.pairs():
         figures = store.figures(backend, model, "5m")
+        state = store.state(backend, model)
+        until = state.ejected_until
+        speed = figures.tokens_per_second
         shown.setdefault(backend, {})[model] = {
+            "status": state.status.value,
+            "back_in_seconds": None if until is None or until <= now else math.ceil(until - now),
+            "reason": state.reason,
             "attempts_5m": figures.attempts,
             "failures_5m": {kind.value: count for kind, count in figures.failures.items()},
             "error_rate_5m": figures.error_rate,
             "ttft_ms_5m": None if figures.ttft_ms is None else round(figures.ttft_ms, 1),
+            "tokens_per_second_5m": None if speed is None else round(speed, 1),
         }
     return shown
 
@@ -73,7 +79,7 @@ def _iso(timestamp: float | None) -> str | None:
 async def list_backends(request: Request) -> dict[str, Any]:
     gateway = gateway_of(request)
     snapshot, now = gateway.registry.snapshot(), gateway.clock()
-    quality = quality_json(gateway.quality)
+    quality = quality_json(gateway.quality, now)
     data = [
         {
             **backend_json(b),

@@ -53,6 +53,7 @@ class Exchange:
         "_started_at",
         "_answer",
         "_extra",
+        "_outliers",
         "_charged",
         "_reserved",
     )
@@ -70,6 +71,7 @@ class Exchange:
         self._extra: tuple[tuple[str, str], ...] = ()  # headers every answer carries
         self._charged: tuple[Tenant, int] | None = None  # rate-limited: (tenant, tokens taken)
         self._reserved = 0.0  # USD counted against the budgets while the request runs
+        self._outliers: tuple[str, ...] = ()  # skipped by quality tracking in the plan used
 
     async def run(
         self,
@@ -124,6 +126,7 @@ class Exchange:
                 )
             if isinstance(routed, Rejection):
                 return self._finish(rejected(routed, NexusHeaders(self.request_id)))
+            self._outliers = routed.outliers()
             if gateway.budgets.active and not self._reserved:
                 self._reserve(routed.candidates[0], call)
             result = await gateway.attempts.run(routed, call, lease=lease)
@@ -287,6 +290,7 @@ class Exchange:
                 input_tokens=self.input_tokens,
                 output_tokens=output,
                 tenant=self.tenant,
+                outliers=self._outliers,
             )
         )
 

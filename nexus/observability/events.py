@@ -36,6 +36,7 @@ class Completed:
     input_tokens: int | None = None  # Nexus's own count of the request (exact or estimated)
     output_tokens: int | None = None  # from the response's usage, when Nexus read it
     tenant: str | None = None  # the client's tenant name (never its key); None: no keys
+    outliers: tuple[str, ...] = ()  # backends quality tracking skipped for this request
 
 
 class Observer(Protocol):
@@ -55,12 +56,14 @@ class RequestLog:
             status=event.status,
             latency_ms=round(event.duration_s * 1000, 1),
             tenant=event.tenant or "-",
+            outliers=list(event.outliers),
         ).info(
-            "{} {} answered {}{}",
+            "{} {} answered {}{}{}",
             event.endpoint,
             event.request_id,
             event.status,
             " (stream broken)" if event.stream_broken else "",
+            f" (skipped outliers: {', '.join(event.outliers)})" if event.outliers else "",
         )
 
 

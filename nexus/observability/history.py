@@ -56,4 +56,5 @@ def history_entry(event: Completed) -> dict[str, Any]:
         "failed_attempts": event.failed_attempts,
         "cost_usd": event.cost_usd,
         "tenant": event.tenant,
+        "outliers_skipped": list(event.outliers),
     }

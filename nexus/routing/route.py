@@ -137,6 +137,15 @@ class RoutePlan:
             return RouteReason.PRIVACY_REQUIREMENT
         return RouteReason.CAPABILITY_MATCH
 
+    def outliers(self) -> tuple[str, ...]:
+        """The backends quality tracking skipped (``outlier``), in plan order."""
+        return tuple(
+            d.backend.name
+            for stage in self.stages
+            for d in stage.decisions
+            if d.skip is SkipReason.OUTLIER
+        )
+
     def fallback_model_at(self, index: int) -> str | None:
         """The ``X-Nexus-Fallback-Model`` value when ``candidates[index]`` serves, else None."""
         candidate = self.candidates[index]
