@@ -110,6 +110,18 @@ def penalty(ttft_ms: float | None, rate: float | None, settings: QualityConfig) 
     return 1.0 - (1.0 - ttft_penalty) * (1.0 - error_penalty)
 
 
+def _end(
+    ttft_s: float | None, total_s: float | None, output_tokens: int | None
+) -> tuple[float | None, int, float]:
+    """(total milliseconds, tokens, seconds after the first token) of one success."""
+    if total_s is None:
+        return None, 0, 0.0
+    total_s = max(total_s, 0.0)
+    seconds = total_s - (ttft_s or 0.0)
+    tokens = output_tokens if output_tokens and seconds > 0 else 0
+    return total_s * 1000.0, tokens, seconds if tokens else 0.0
+
+
 def _admits(
     ejected_until: float | None, recovering: bool, now: float, draw: float, share: float
 ) -> bool:
@@ -255,29 +267,42 @@ class QualityStore:
         model: str,
         *,
         ttft_s: float | None,
-        total_s: float,
-        output_tokens: int | None,
-        stream: bool,
+        total_s: float | None,
+        output_tokens: int | None = None,
+        stream: bool = False,
     ) -> None:
-        """A completed attempt that succeeded. ``ttft_s``: seconds to the first token (None when
-        not measured); ``total_s``: seconds to the end; a stream's ``output_tokens`` over
-        ``total_s - ttft_s`` give its tokens per second."""
+        """An attempt that succeeded. ``ttft_s``: seconds to the first token (None when not
+        measured); ``total_s``: seconds to the end (None for a stream at its first chunk:
+        :meth:`record_end` adds it); a stream's ``output_tokens`` over ``total_s - ttft_s`` give
+        its tokens per second."""
         now = self._clock()
         pair = self._touch(backend, model)
-        if total_s < 0.0:
-            total_s = 0.0
         ttft_ms = None if ttft_s is None else (ttft_s * 1000.0 if ttft_s > 0.0 else 0.0)
-        tokens, seconds = 0, 0.0
-        if stream and output_tokens:
-            seconds = total_s - (ttft_s or 0.0)
-            tokens = output_tokens if seconds > 0 else 0
-        pair.windows.add_success(now, ttft_ms, total_s * 1000.0, tokens, seconds)
+        total_ms, tokens, seconds = _end(ttft_s, total_s, output_tokens if stream else None)
+        pair.windows.add_success(now, ttft_ms, total_ms, tokens, seconds)
         pair.streak = 0
         if pair.recovering and not pair.ejected(now):
             pair.proven += 1
             if pair.proven >= self._settings.recovery_successes:
                 pair.recovering, pair.ejected_until, pair.reason = False, None, None
                 pair.proven = 0
+
+    def record_end(
+        self,
+        backend: str,
+        model: str,
+        *,
+        ttft_s: float,
+        total_s: float,
+        output_tokens: int | None,
+    ) -> None:
+        """The end of a stream whose success (its first chunk) was recorded: its total time and
+        its ``output_tokens`` for the tokens per second (a pair forgotten since is not
+        recreated)."""
+        pair = self._pairs.get((backend, model))
+        if pair is not None:
+            total_ms, tokens, seconds = _end(ttft_s, total_s, output_tokens)
+            pair.windows.add_end(self._clock(), total_ms, tokens, seconds)
 
     def record_failure(self, backend: str, model: str, kind: Failure) -> None:
         """A completed attempt that failed because of the backend (never a client's 4xx)."""

@@ -17,7 +17,7 @@ Cost: a record adds to the current 10-second bucket only (O(1)); when time moves
 multiples of 10 s, so it lands in the very bucket its records belong to), and the buckets skipped
 over are cleared (at most ``count``: amortised O(1)). The ``5m`` ring keeps running sums, so its
 figures cost O(1) to read; the others are summed when read. Each bucket is :data:`FIELDS` doubles
-in one flat ``array`` per ring: a pair costs ``(66 + 1) * 13 * 8`` bytes (about 7 KB) plus small
+in one flat ``array`` per ring: a pair costs ``(66 + 1) * 14 * 8`` bytes (about 7.5 KB) plus small
 object overhead, however long it lives. The clock must not go backwards: if it does, records land
 in the newest bucket.
 
@@ -49,10 +49,11 @@ SUCCESSES = 0
 ERRORS = 1  # failures of any kind but RATE_LIMITED
 TTFT_SUM = 2  # milliseconds
 TTFT_COUNT = 3
-TOTAL_SUM = 4  # milliseconds, successes only
-GEN_TOKENS = 5  # output tokens of streams...
-GEN_SECONDS = 6  # ...and the seconds they took after the first token
-KIND_BASE = 7  # then one count per Failure kind, in enum order
+TOTAL_SUM = 4  # milliseconds, successes whose end is known
+TOTAL_COUNT = 5
+GEN_TOKENS = 6  # output tokens of streams...
+GEN_SECONDS = 7  # ...and the seconds they took after the first token
+KIND_BASE = 8  # then one count per Failure kind, in enum order
 KINDS: tuple[Failure, ...] = tuple(Failure)
 KIND_INDEX: Mapping[Failure, int] = MappingProxyType(
     {kind: KIND_BASE + i for i, kind in enumerate(KINDS)}
@@ -155,19 +156,30 @@ class PairWindows:
                 day_data[at_day + index] += value
 
     def add_success(
-        self, now: float, ttft_ms: float | None, total_ms: float, tokens: int, seconds: float
+        self, now: float, ttft_ms: float | None, total_ms: float | None, tokens: int, seconds: float
     ) -> None:
+        """A success; ``total_ms`` None while its end is not known yet (a stream at its first
+        chunk: :meth:`add_end` adds it)."""
         at, data, sums = self._at(now), self.five.data, self.five.sums
         assert sums is not None
         data[at + SUCCESSES] += 1.0
         sums[SUCCESSES] += 1.0
-        data[at + TOTAL_SUM] += total_ms
-        sums[TOTAL_SUM] += total_ms
         if ttft_ms is not None:
             data[at + TTFT_SUM] += ttft_ms
             sums[TTFT_SUM] += ttft_ms
             data[at + TTFT_COUNT] += 1.0
             sums[TTFT_COUNT] += 1.0
+        self.add_end(now, total_ms, tokens, seconds)
+
+    def add_end(self, now: float, total_ms: float | None, tokens: int, seconds: float) -> None:
+        """The end of a success: its total time, and a stream's tokens after the first."""
+        at, data, sums = self._at(now), self.five.data, self.five.sums
+        assert sums is not None
+        if total_ms is not None:
+            data[at + TOTAL_SUM] += total_ms
+            sums[TOTAL_SUM] += total_ms
+            data[at + TOTAL_COUNT] += 1.0
+            sums[TOTAL_COUNT] += 1.0
         if tokens:
             data[at + GEN_TOKENS] += tokens
             sums[GEN_TOKENS] += tokens
@@ -244,9 +256,9 @@ class Figures:
     (never a zero); ``errors`` is every failure but ``RATE_LIMITED``. ``error_rate`` is
     ``errors / (successes + errors)`` once that denominator reaches ``min_requests``, else None
     (too few attempts to say). ``ttft_ms`` is the mean over successes that reported a time to first
-    token, ``total_ms`` the mean over successes, ``tokens_per_second`` the output tokens of
-    streams over the time they took after their first token. A mean is None without data. (No
-    percentiles: buckets keep sums, not samples.)
+    token, ``total_ms`` the mean over successes whose end is known, ``tokens_per_second`` the
+    output tokens of streams over the time they took after their first token. A mean is None
+    without data. (No percentiles: buckets keep sums, not samples.)
     """
 
     window: Window
@@ -276,6 +288,6 @@ class Figures:
             failures=failures,
             error_rate=error_rate(successes, round(totals[ERRORS]), min_requests),
             ttft_ms=mean(totals[TTFT_SUM], round(totals[TTFT_COUNT])),
-            total_ms=mean(totals[TOTAL_SUM], successes),
+            total_ms=mean(totals[TOTAL_SUM], round(totals[TOTAL_COUNT])),
             tokens_per_second=_rate(totals[GEN_TOKENS], totals[GEN_SECONDS]),
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 from loguru import logger
@@ -126,7 +127,9 @@ class Attempts:
                     stream = await self._stream(candidate, call, reply, headers, owned, started)
                     lease = None  # the stream owns it now
                     ttfb = self._succeeded(candidate, started)
-                    self._measured(candidate, ttfb, ttfb, None, stream=True)
+                    self._measured(candidate, ttfb, None, None, stream=True)
+                    if self._quality is not None:
+                        stream.finished = partial(self._stream_end, candidate, started, ttfb)
                     status, content_type = reply.status_code, stream.content_type
                     return Answer(
                         status,
@@ -221,8 +224,28 @@ class Attempts:
         )
         return elapsed
 
+    def _stream_end(self, candidate: Candidate, started: float, ttft: float, events: int) -> None:
+        """A stream ended complete: its total time, and its SSE data events after the first as
+        its output tokens (one token per event on the servers Nexus fronts; a server that sends
+        several tokens per event shows a lower rate)."""
+        assert self._quality is not None
+        total = self._clock() - started
+        self._quality.record_end(
+            candidate.backend.name,
+            candidate.model,
+            ttft_s=ttft,
+            total_s=total,
+            output_tokens=max(events - 1, 0),
+        )
+
     def _measured(
-        self, candidate: Candidate, ttft: float, total: float, output: int | None, *, stream: bool
+        self,
+        candidate: Candidate,
+        ttft: float,
+        total: float | None,
+        output: int | None,
+        *,
+        stream: bool,
     ) -> None:
         if self._quality is not None:
             backend, model = candidate.backend.name, candidate.model

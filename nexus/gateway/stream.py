@@ -26,6 +26,7 @@ from nexus.upstream.reply import Reply
 #: How many trailing bytes of a stream are kept to see its end.
 _TAIL = 64
 _EVENT = b"event: "
+_DATA = b"data:"
 #: The last event of a complete stream, by client API: the ``data: [DONE]`` sentinel, or the
 #: name of the last ``event:`` line.
 _DONE = (b"[DONE]",)
@@ -89,6 +90,8 @@ class RelayedStream:
         self.failure: Failed | None = None
         #: Told once when the stream is over (set by whoever reports the request).
         self.on_end: Callable[[AnswerStream], None] | None = None
+        #: Told the number of SSE ``data:`` events when the stream ended complete (quality).
+        self.finished: Callable[[int], None] | None = None
         self._closed = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -99,15 +102,19 @@ class RelayedStream:
         event = last_event(self._first) if self._named else None
         yield self._first
         backend = self.headers.backend or "none"
+        events = self._first.count(_DATA)
         try:
             while (chunk := await self._next(backend)) is not None:
                 if self._named:
                     event = last_event(tail + chunk) or event
                 tail = (tail + chunk)[-_TAIL:]
+                events += chunk.count(_DATA)
                 yield chunk
             lacking = complete(tail, event, self._endings) if self._sse else None
             if lacking is not None:
                 raise UpstreamBadResponse(lacking, backend=backend)
+            if self.finished is not None:
+                self.finished(events)
         except UpstreamError as exc:
             self.failure = broken(exc, self.headers)
 

@@ -74,3 +74,19 @@ async def test_a_slow_first_token_moves_a_backend_down_the_smart_order(start_fak
     assert slow_route["quality"]["effect"] == "lowered"
     assert slow_route["quality"]["penalty"] == 1.0
     assert route["candidates"][0]["backend"] == "quick"
+
+
+async def test_a_complete_stream_records_its_total_time_and_tokens_per_second(start_fake) -> None:
+    (streamer,), backends = fleet(start_fake, "streamer")
+    streamer.chunk_count = 10
+    streamer.chunk_delay = 0.02
+    async with gateway(backends) as gw:
+        reply = await gw.client.post(CHAT, json=chat_body(stream=True))
+        figures = gw.app.gateway.quality.figures("streamer", "m", "5m")
+    assert reply.status_code == 200 and reply.text.rstrip().endswith("data: [DONE]")
+    assert figures.successes == 1
+    assert figures.total_ms is not None and figures.ttft_ms is not None
+    assert figures.total_ms >= figures.ttft_ms + 10 * 20 * 0.9  # the end, not the first chunk
+    # 12 data events after the first (10 deltas, the finish chunk, [DONE]) in >= 0.2 s
+    assert figures.tokens_per_second is not None
+    assert 20 <= figures.tokens_per_second <= 60
