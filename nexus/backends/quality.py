@@ -27,9 +27,9 @@ privacy zone or tier, since a 503 helps no one more than a slow answer); that ru
 
 **Penalty** (a fraction of the smart score to take off, ``score * (1 - penalty)``), from the
 routing window's figures: ``p_ttft = min((ttft - thr) / thr, 1)`` when the mean TTFT exceeds
-``thr = ttft_penalty_threshold_ms`` (the Rust rule), else 0; ``p_err = min(rate /
-error_rate_threshold, 1)`` when the error rate counts (``min_requests`` attempts), else 0: a ramp
-that reaches the whole score where ejection starts. ``penalty = 1 - (1 - w_t * p_ttft) * (1 -
+``thr = ttft_penalty_threshold_ms`` (the Rust rule), else 0; ``p_err = rate`` when the error
+rate counts (``min_requests`` attempts, made since the pair's last ejection), else 0: the score
+times the share of attempts that succeed. ``penalty = 1 - (1 - w_t * p_ttft) * (1 -
 w_e * p_err)`` with the ``[routing.weights]`` ``ttft`` and ``error_rate`` (percent, 100 by
 default). A pair without data has penalty 0. A penalised pair that gets no traffic any more
 loses its penalty once its figures leave the window.
@@ -100,7 +100,7 @@ def penalties(
     if ttft_ms is not None and ttft_ms > threshold:
         ttft_penalty = min((ttft_ms - threshold) / threshold, 1.0)
     if rate is not None:
-        error_penalty = min(rate / settings.error_rate_threshold, 1.0)
+        error_penalty = rate
     return ttft_penalty, error_penalty
 
 
@@ -132,8 +132,9 @@ def _admits(
 
 @dataclass(frozen=True, slots=True)
 class QualityView:
-    """One pair as the planner sees it, over the routing window (``window_seconds``).
-    ``recovering`` means on probation: once ``ejected_until`` (monotonic seconds) has passed,
+    """One pair as the planner sees it, over the routing window (``window_seconds``); the
+    ``error_penalty`` counts only the attempts since its last ejection, ``error_rate`` all of
+    them. ``recovering`` means on probation: once ``ejected_until`` (monotonic seconds) has passed,
     only a probe share is let through."""
 
     error_rate: float | None
@@ -434,10 +435,15 @@ class QualityStore:
         pair.judge_after = int(now // self._five_width)
 
     def _view_of(self, pair: _Pair, now: float) -> QualityView:
-        successes, errors, ttft_sum, ttft_count = pair.windows.recent(now, self._buckets)
-        rate = error_rate(successes, errors, self._settings.min_requests)
+        windows, buckets = pair.windows, self._buckets
+        least = self._settings.min_requests
+        successes, errors, ttft_sum, ttft_count = windows.recent(now, buckets)
+        rate = judged = error_rate(successes, errors, least)
+        if pair.judge_after != NEVER:  # back from an ejection: judged on its new attempts
+            successes, errors, _, _ = windows.recent(now, buckets, pair.judge_after)
+            judged = error_rate(successes, errors, least)
         ttft_ms = mean(ttft_sum, ttft_count)
-        ttft_penalty, error_penalty = penalties(ttft_ms, rate, self._settings)
+        ttft_penalty, error_penalty = penalties(ttft_ms, judged, self._settings)
         return QualityView(
             error_rate=rate,
             ttft_ms=ttft_ms,

@@ -62,14 +62,17 @@ def quality_json(
     name: str, skip: SkipReason | None, stage: Stage, now: float
 ) -> dict[str, Any] | None:
     """The backend's quality figures for the stage's model and what they did to it: ``excluded``
-    (an outlier), ``kept: last`` (an outlier kept as the stage's last candidates), ``lowered``
-    (a smart-score penalty), else ``none``. None without figures."""
+    (an outlier), ``probe`` (recovering, drawn for a probe: attempted first), ``kept: last`` (an
+    outlier kept as the stage's last candidates), ``lowered`` (a smart-score penalty), else
+    ``none``. None without figures."""
     view = stage.quality.get(name)
     if view is None:
         return None
     status = view.status(now)
     if skip is SkipReason.OUTLIER:
         effect = "excluded"
+    elif name in stage.probes:
+        effect = "probe"
     elif skip is None and status is PairStatus.EJECTED:
         effect = "kept: last"
     elif name in stage.penalties:

@@ -17,7 +17,9 @@ failing check is its skip reason:
 4. availability: healthy, not cooling down, below ``max_concurrent``, and the model not ejected
    on that backend by passive health;
 5. quality (:mod:`nexus.backends.quality`): the model not ejected on that backend as an outlier,
-   and, while it is on probation after an ejection, drawn for its ``probe_share``. This check
+   and, while it is on probation after an ejection, drawn for its ``probe_share`` (then it is
+   attempted first in its stage, whatever the strategy: a probe that is never sent proves
+   nothing). This check
    never removes the last candidates of a stage (whose privacy zone and tier are fixed): when it
    would leave none kept, and no backend is merely at capacity (the queue waits for those), the
    outliers stay, since a 503 helps no one more than a slow answer.
@@ -138,8 +140,8 @@ def _stage(
         decisions = _local_first(decisions)
     if screen is None:
         return Stage(model, role, privacy, min_tier, tuple(decisions), fleet)
-    decisions, views, penalties = screen(model, decisions)
-    return Stage(model, role, privacy, min_tier, tuple(decisions), fleet, views, penalties)
+    decisions, views, penalties, probes = screen(model, decisions)
+    return Stage(model, role, privacy, min_tier, tuple(decisions), fleet, views, penalties, probes)
 
 
 Quality = Mapping[tuple[str, str], QualityView]
@@ -161,9 +163,10 @@ class _Screen:
 
     def __call__(
         self, model: str, decisions: list[Decision]
-    ) -> tuple[list[Decision], dict[str, QualityView], dict[str, float]]:
+    ) -> tuple[list[Decision], dict[str, QualityView], dict[str, float], frozenset[str]]:
         quality, now = self._quality, self._now
         views: dict[str, QualityView] = {}
+        probes: set[str] = set()
         outliers = False
         for index, decision in enumerate(decisions):
             name = decision.backend.name
@@ -171,13 +174,12 @@ class _Screen:
             if view is None:
                 continue
             views[name] = view
-            if (
-                decision.skip is None
-                and view.recovering
-                and not view.allows(now, self._draw(), self._share)
-            ):
-                decisions[index] = Decision(decision.backend, _OUTLIER)
-                outliers = True
+            if decision.skip is None and view.recovering:
+                if view.allows(now, self._draw(), self._share):
+                    probes.add(name)
+                else:
+                    decisions[index] = Decision(decision.backend, _OUTLIER)
+                    outliers = True
         if outliers and not any(d.skip is None or d.skip is _AT_CAPACITY for d in decisions):
             decisions = [Decision(d.backend, None) if d.skip is _OUTLIER else d for d in decisions]
         penalties: dict[str, float] = {}
@@ -188,7 +190,7 @@ class _Screen:
                     share = view.weighted_penalty(self._ttft_weight, self._error_weight)
                     if share > 0.0:
                         penalties[decision.backend.name] = share
-        return decisions, views, penalties
+        return decisions, views, penalties, frozenset(probes)
 
 
 _OUTLIER, _AT_CAPACITY = SkipReason.OUTLIER, SkipReason.AT_CAPACITY
@@ -267,6 +269,8 @@ def _candidates(
             rng=rng,
             penalties=stage.penalties,
         )
+        if stage.probes:
+            ordered.sort(key=lambda backend: backend.name not in stage.probes)  # stable
         for backend in ordered:
             if (backend.name, stage.model) not in seen:
                 seen.add((backend.name, stage.model))

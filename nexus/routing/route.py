@@ -37,7 +37,8 @@ class Stage:
     backend of ``fleet`` counts as skipped with :attr:`SkipReason.UNKNOWN_MODEL`.
     ``privacy`` is RESTRICTED when only restricted backends may serve (OPEN: any zone).
     ``quality`` holds the quality figures of the deciding backends that have some (by backend
-    name), ``penalties`` the smart-score penalties they were ranked with (non-zero only).
+    name), ``penalties`` the smart-score penalties they were ranked with (non-zero only),
+    ``probes`` the backends drawn for a probe while recovering (attempted first).
     """
 
     model: str
@@ -48,6 +49,7 @@ class Stage:
     fleet: tuple[BackendView, ...]
     quality: Mapping[str, QualityView] = field(default_factory=lambda: _NONE)
     penalties: Mapping[str, float] = field(default_factory=lambda: _NONE)
+    probes: frozenset[str] = frozenset()
 
     def kept(self) -> list[BackendView]:
         return [d.backend for d in self.decisions if d.skip is None]

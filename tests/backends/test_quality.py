@@ -179,6 +179,9 @@ def test_a_pair_back_from_an_ejection_is_judged_on_its_new_attempts() -> None:
     assert store.state("b", "m").status is PairStatus.OK
     fail(store)  # the 5-minute rate is 11 / 14, but only 1 of 4 new attempts failed
     assert store.state("b", "m").status is PairStatus.OK
+    view = store.view()[("b", "m")]
+    assert view.error_rate == pytest.approx(11 / 14), "shown: every attempt in the window"
+    assert view.error_penalty == 0.0, "penalised: the new attempts only (4 < min_requests)"
     for _ in range(2):
         ok(store)
     fail(store, times=4)  # now 5 of 10 new attempts
@@ -287,10 +290,10 @@ def test_a_429_while_recovering_does_not_eject() -> None:
         (6000, None, 1.0),
         (9000, None, 1.0),
         (None, 0.0, 0.0),
-        (None, 0.1, 0.2),  # rate / error_rate_threshold
-        (None, 0.5, 1.0),
-        (None, 0.8, 1.0),
-        (4500, 0.25, 0.75),  # 1 - (1 - 0.5) * (1 - 0.5)
+        (None, 0.1, 0.1),  # the score times the success rate
+        (None, 0.5, 0.5),
+        (None, 1.0, 1.0),
+        (4500, 0.25, 0.625),  # 1 - (1 - 0.5) * (1 - 0.25)
     ],
 )
 def test_penalty_formula(ttft_ms: float | None, rate: float | None, expected: float) -> None:
@@ -304,8 +307,8 @@ def test_score_penalty_reads_the_5_minute_figures() -> None:
     assert store.score_penalty("b", "m") == pytest.approx(0.5)
     for _ in range(7):
         ok(store, ttft_s=None)
-    fail(store)  # 1 error in 10 attempts: 0.2 of the score
-    assert store.score_penalty("b", "m") == pytest.approx(1 - 0.5 * 0.8)
+    fail(store)  # 1 error in 10 attempts: 0.1 of the score
+    assert store.score_penalty("b", "m") == pytest.approx(1 - 0.5 * 0.9)
     clock.advance(300)
     assert store.score_penalty("b", "m") == 0.0
 
@@ -491,7 +494,7 @@ def test_a_shorter_routing_window_forgets_sooner() -> None:
     ok(store, ttft_s=4.5)
     view = store.view()[("b", "m")]
     assert view.error_rate == 0.5 and view.ttft_ms == pytest.approx(4500)
-    assert view.ttft_penalty == pytest.approx(0.5) and view.error_penalty == 1.0
+    assert view.ttft_penalty == pytest.approx(0.5) and view.error_penalty == 0.5
     clock.advance(20)
     assert store.refresh()[("b", "m")].error_rate == 0.5  # 20-30 s: still inside
     clock.advance(10)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -64,7 +65,8 @@ class FakeModel:
 class Forced:
     """A forced behaviour: wait ``delay`` seconds (or forever when ``hang``), then answer ``status``
     with ``body`` when either is set (or close the connection without answering when ``close``),
-    else let the real route answer. ``times`` None = forever."""
+    else let the real route answer. ``times`` None = forever. ``share`` (0..1): the rule applies
+    to that share of the requests only, drawn from ``draw`` (``times`` counts the applied ones)."""
 
     status: int | None = None
     body: bytes | None = None
@@ -73,6 +75,8 @@ class Forced:
     hang: bool = False
     times: int | None = None
     close: bool = False
+    share: float | None = None
+    draw: Callable[[], float] = field(default_factory=lambda: random.Random(0).random)
 
 
 class _QuickServer(uvicorn.Server):
@@ -149,17 +153,20 @@ class FakeUpstream:
         delay: float = 0.0,
         path: str | None = None,
         times: int | None = None,
+        share: float | None = None,
     ) -> None:
         """Force the answer to requests for ``path`` (every path when None; a path-specific rule
         wins). ``status`` alone keeps a small JSON error body; ``body``/``json_body`` alone keep
-        status 200 (e.g. ``body=b"not json"``). ``times`` limits how often the rule applies."""
+        status 200 (e.g. ``body=b"not json"``). ``times`` limits how often the rule applies;
+        ``share`` applies it to that share of requests (a seeded draw), the others answer
+        normally."""
         if json_body is not None:
             body = json.dumps(json_body)
         if isinstance(body, str):
             body = body.encode()
         if status is not None and body is None:
             body = json.dumps({"error": {"message": f"forced {status}", "code": status}}).encode()
-        forced = Forced(status or 200, body, dict(headers or {}), delay, times=times)
+        forced = Forced(status or 200, body, dict(headers or {}), delay, times=times, share=share)
         self._set(path, forced)
 
     def delay(self, seconds: float, *, path: str | None = None, times: int | None = None) -> None:
@@ -225,6 +232,8 @@ class FakeUpstream:
         with self._lock:
             key: str | None = path if path in self._forced else None
             forced = self._forced.get(key)
+            if forced is not None and forced.share is not None and forced.draw() >= forced.share:
+                return None
             if forced is not None and forced.times is not None:
                 forced.times -= 1
                 if forced.times <= 0:

@@ -182,3 +182,26 @@ def test_a_fleet_without_failures_routes_exactly_as_without_quality(
         assert isinstance(with_quality, RoutePlan)
         assert with_quality.candidates == without.candidates
         assert with_quality.route_reason is without.route_reason
+
+
+def test_a_drawn_probe_is_attempted_first_whatever_the_strategy() -> None:
+    probing = QualityView(0.3, None, error_penalty=0.3, ejected_until=NOW - 1, recovering=True)
+    fleet = (backend("a", priority=90), backend("b", priority=10), backend("c", priority=20))
+    for strategy in ("smart", "priority_only", "round_robin"):
+        result = plan(
+            needs(),
+            snapshot(*fleet),
+            _policy_with_share(1.0, strategy=strategy),
+            now=NOW,
+            quality={("a", "m"): probing},
+        )
+        assert isinstance(result, RoutePlan)
+        assert result.candidates[0].backend.name == "a", strategy
+        assert result.to_dict()["stages"][0]["backends"][0]["quality"]["effect"] == "probe"
+
+
+def _policy_with_share(share: float, **routing: Any) -> Any:
+    from nexus.config.model import RoutingConfig
+    from nexus.routing.policy import RoutingPolicy
+
+    return RoutingPolicy(RoutingConfig(**routing), probe_share=share)
