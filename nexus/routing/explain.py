@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from nexus.backends.quality import PairStatus, QualityView
+from nexus.backends.quality_view import PairStatus, QualityView
 from nexus.backends.state import BackendView
 from nexus.routing.reasons import Role, SkipReason
 

@@ -44,7 +44,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 
-from nexus.backends.quality import QualityView
+from nexus.backends.quality_view import QualityView
 from nexus.backends.state import BackendView, ModelInfo, Snapshot, Status
 from nexus.config.kinds import Zone
 from nexus.config.model import Strategy

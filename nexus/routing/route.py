@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from nexus.backends.quality import QualityView
+from nexus.backends.quality_view import QualityView
 from nexus.backends.state import BackendView
 from nexus.config.kinds import Zone
 from nexus.config.model import Strategy

@@ -11,13 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from nexus.backends.quality import (
-    PairStatus,
-    QualitySnapshot,
-    QualityStore,
-    QualityView,
-    penalty,
-)
+from nexus.backends.quality import QualityStore
+from nexus.backends.quality_view import PairStatus, QualitySnapshot, QualityView, penalty
 from nexus.backends.quality_windows import WINDOWS, Window
 from nexus.config.quality import QualityConfig
 from nexus.errors import Failure

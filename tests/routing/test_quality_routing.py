@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nexus.backends.quality import QualityStore, QualityView
+from nexus.backends.quality import QualityStore
+from nexus.backends.quality_view import QualityView
 from nexus.config.quality import QualityConfig
 from nexus.routing import RoutePlan, plan
 from nexus.routing.planner import Quality
