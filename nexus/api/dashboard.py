@@ -3,13 +3,14 @@
 
 These paths sit outside ``/v1/`` like ``/health`` and ``/metrics``: a browser's EventSource cannot
 send an ``Authorization`` header. Nothing here shows a URL, a key or request content: backends
-with their status, zone, tier, models, load and last error, and the recent requests.
+with their status, zone, tier, models, load and last error, the models quality has ejected or
+is letting back in (``quality``), and the recent requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from nexus import __version__
-from nexus.api.admin import backend_json
+from nexus.api.admin import backend_json, quality_json
 from nexus.api.context import gateway_of
 from nexus.backends.state import Snapshot
 from nexus.dashboard.page import asset, render_page
@@ -47,17 +48,32 @@ BACKEND_FIELDS = (
     "latency_ms",
     "last_error",
 )
+#: What the dashboard shows of a model's quality (only the models ejected or recovering).
+QUALITY_FIELDS = ("status", "back_in_seconds", "reason")
 ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 NO_STORE = {"cache-control": "no-store"}
 
 
-def dashboard_data(snapshot: Snapshot, hub: Observability, queue: RequestQueue) -> dict[str, Any]:
-    """What the page shows: backends, recent requests (newest first), request totals and the
-    requests waiting in the queue."""
+def dashboard_data(
+    snapshot: Snapshot,
+    hub: Observability,
+    queue: RequestQueue,
+    quality: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """What the page shows: backends (with their models quality has ejected or is letting back
+    in, from :func:`~nexus.api.admin.quality_json`), recent requests (newest first), request
+    totals and the requests waiting in the queue."""
     backends = []
     for view in snapshot.backends:
         full = backend_json(view)
-        backends.append({key: full[key] for key in BACKEND_FIELDS})
+        models = (quality or {}).get(view.name, {})
+        shown = {key: full[key] for key in BACKEND_FIELDS}
+        shown["quality"] = {
+            model: {key: entry[key] for key in QUALITY_FIELDS}
+            for model, entry in models.items()
+            if entry["status"] != "ok"
+        }
+        backends.append(shown)
     stats = hub.stats
     total = sum(stats.by_class.values())
     success = stats.by_class["2xx"]
@@ -73,7 +89,8 @@ def dashboard_data(snapshot: Snapshot, hub: Observability, queue: RequestQueue) 
 @router.get("/", response_class=HTMLResponse)
 async def page(request: Request) -> HTMLResponse:
     gateway = gateway_of(request)
-    data = dashboard_data(gateway.registry.snapshot(), gateway.observability, gateway.queue)
+    snapshot, quality = gateway.registry.snapshot(), quality_json(gateway.quality, gateway.clock())
+    data = dashboard_data(snapshot, gateway.observability, gateway.queue, quality)
     return HTMLResponse(render_page(data), headers=NO_STORE)
 
 
@@ -112,7 +129,8 @@ async def state_events(gateway: Gateway) -> AsyncGenerator[bytes, None]:
         now = (snapshot, hub.history.version, gateway.queue.version)
         if seen is None or now[0] is not seen[0] or now[1:] != seen[1:]:
             seen = now
-            data = orjson.dumps(dashboard_data(snapshot, hub, gateway.queue))
+            quality = quality_json(gateway.quality, gateway.clock())
+            data = orjson.dumps(dashboard_data(snapshot, hub, gateway.queue, quality))
             if data != last:
                 last, quiet = data, loop.time()
                 yield b"event: state\ndata: " + data + b"\n\n"

@@ -38,6 +38,14 @@ loses its penalty once its figures leave the window.
 pairs recorded since the last one; :meth:`QualityStore.refresh` (a background tick every
 ``metrics_interval_seconds``) also recomputes the pairs whose old buckets left the window.
 
+**Replicas** (``[state] backend = "redis"``, :mod:`nexus.state.quality_redis`): each replica
+keeps its own windows and, every ``metrics_interval_seconds``, publishes :meth:`QualityStore.shared`
+(its routing-window sums and the ejections it started) and takes the others' sums with
+:meth:`QualityStore.merge`: penalties and the error rate shown read local plus remote sums; an
+ejection another replica started is adopted until its end (then this replica probes on its own).
+Ejection decisions read local attempts only, so a replica never ejects on figures it cannot judge
+since the ejection.
+
 **Memory.** At most ``max_pairs`` pairs; recording for a new pair beyond that forgets the pair
 least recently recorded (even an ejected one: it comes back with a clean slate).
 """
@@ -45,8 +53,8 @@ least recently recorded (even an ejected one: it comes back with a clean slate).
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from math import isqrt
 
 from nexus.backends.quality_view import (
@@ -99,6 +107,40 @@ def _end(
     return total_s * 1000.0, tokens, seconds if tokens else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """One pair's routing-window sums as replicas exchange them: attempts (all, and those since
+    the replica's last ejection of the pair), TTFT sums, and an ejection the replica started
+    (wall-clock end) with its reason."""
+
+    successes: float = 0.0
+    errors: float = 0.0
+    judged_successes: float = 0.0
+    judged_errors: float = 0.0
+    ttft_sum: float = 0.0
+    ttft_count: float = 0.0
+    ejected_until: float | None = None
+    reason: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.successes or self.errors or self.ttft_count)
+
+    def plus(self, other: Shared) -> Shared:
+        """The figures of both (the later ejection, with its reason)."""
+        later = other if (other.ejected_until or 0.0) > (self.ejected_until or 0.0) else self
+        return Shared(
+            self.successes + other.successes,
+            self.errors + other.errors,
+            self.judged_successes + other.judged_successes,
+            self.judged_errors + other.judged_errors,
+            self.ttft_sum + other.ttft_sum,
+            self.ttft_count + other.ttft_count,
+            later.ejected_until,
+            later.reason,
+        )
+
+
 class _Pair:
     """The mutable record of one pair. ``judge_after``: the 10-second bucket after which
     attempts count for error-rate ejection."""
@@ -108,6 +150,7 @@ class _Pair:
         "ejections",
         "judge_after",
         "proven",
+        "adopted",
         "reason",
         "recovering",
         "streak",
@@ -123,6 +166,7 @@ class _Pair:
         self.reason: str | None = None
         self.ejections: deque[float] = deque(maxlen=_EJECTIONS_KEPT)  # start times
         self.judge_after = NEVER
+        self.adopted = False  # the ejection came from another replica: not published again
 
     def ejected(self, now: float) -> bool:
         return self.ejected_until is not None and now < self.ejected_until
@@ -144,6 +188,7 @@ class QualityStore:
         self._dirty: set[tuple[str, str]] = set()
         self._snapshot: QualitySnapshot | None = None
         self._view_epoch = int(clock() // self._five_width)  # of the last refresh
+        self._remote: dict[tuple[str, str], Shared] = {}  # the other replicas' sums
 
     @property
     def settings(self) -> QualityConfig:
@@ -248,7 +293,7 @@ class QualityStore:
         pair = self._pairs.get((backend, model))
         if pair is None:
             return 0.0
-        return self._view_of(pair, self._clock()).penalty
+        return self._view_of((backend, model), pair, self._clock()).penalty
 
     def view(self) -> QualitySnapshot:
         """An immutable snapshot of every pair for the planner. The same object is returned until
@@ -257,7 +302,7 @@ class QualityStore:
         if self._dirty or self._snapshot is None:
             now = self._clock()
             for key in self._dirty:
-                self._top[key] = self._view_of(self._pairs[key], now)
+                self._top[key] = self._view_of(key, self._pairs[key], now)
             self._dirty.clear()
             if len(self._top) > max(32, isqrt(len(self._base))):
                 merged = {**self._base, **self._top}
@@ -276,6 +321,42 @@ class QualityStore:
             self._dirty.update(k for k, p in self._pairs.items() if p.windows.five.head > oldest)
             self._view_epoch = epoch
         return self.view()
+
+    def shared(self, wall_offset: float) -> dict[tuple[str, str], Shared]:
+        """What this replica publishes: each pair's routing-window sums and the ejection it
+        started (``ejected_until`` in wall-clock seconds: monotonic + ``wall_offset``)."""
+        now = self._clock()
+        published: dict[tuple[str, str], Shared] = {}
+        for key, pair in self._pairs.items():
+            sums = self._local(pair, now)
+            ejected = pair.ejected(now) and not pair.adopted
+            if sums.empty and not ejected:
+                continue
+            if ejected:
+                assert pair.ejected_until is not None
+                sums = replace(sums, ejected_until=pair.ejected_until + wall_offset)
+                sums = replace(sums, reason=pair.reason)
+            published[key] = sums
+        return published
+
+    def merge(self, others: Mapping[tuple[str, str], Shared], wall_offset: float) -> None:
+        """Take the other replicas' sums (``others``, summed over them; ``ejected_until`` in
+        wall-clock seconds) in place of the previous ones, and adopt the ejections they started
+        that end later than this replica's own."""
+        now = self._clock()
+        changed = set(self._remote) | set(others)
+        self._remote = {key: sums for key, sums in others.items() if not sums.empty}
+        for key, sums in others.items():
+            pair = self._touch(*key) if key in self._remote or sums.ejected_until else None
+            until = None if sums.ejected_until is None else sums.ejected_until - wall_offset
+            if pair is None or until is None or until <= now:
+                continue
+            if pair.ejected_until is None or pair.ejected_until < until:
+                pair.ejected_until, pair.recovering, pair.adopted = until, True, True
+                pair.proven, pair.streak = 0, 0
+                pair.reason = f"{sums.reason or 'ejected'} (on another replica)"
+                pair.judge_after = int(now // self._five_width)
+        self._dirty.update(key for key in changed if key in self._pairs)
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every (backend, model) with figures, least recently recorded first."""
@@ -310,6 +391,14 @@ class QualityStore:
             self._top.pop(key, None)
         self._snapshot = None
 
+    def _local(self, pair: _Pair, now: float) -> Shared:
+        windows, buckets = pair.windows, self._buckets
+        successes, errors, ttft_sum, ttft_count = windows.recent(now, buckets)
+        judged_successes, judged_errors = successes, errors
+        if pair.judge_after != NEVER:  # back from an ejection: judged on its new attempts
+            judged_successes, judged_errors, _, _ = windows.recent(now, buckets, pair.judge_after)
+        return Shared(successes, errors, judged_successes, judged_errors, ttft_sum, ttft_count)
+
     def _eject(self, pair: _Pair, now: float, reason: str) -> None:
         settings = self._settings
         while pair.ejections and pair.ejections[0] <= now - EJECTION_MEMORY_SECONDS:
@@ -319,17 +408,16 @@ class QualityStore:
         seconds = settings.base_ejection_seconds * 2.0**doublings
         pair.ejected_until = now + min(seconds, settings.max_ejection_seconds)
         pair.recovering, pair.proven, pair.streak, pair.reason = True, 0, 0, reason
-        pair.judge_after = int(now // self._five_width)
+        pair.judge_after, pair.adopted = int(now // self._five_width), False
 
-    def _view_of(self, pair: _Pair, now: float) -> QualityView:
-        windows, buckets = pair.windows, self._buckets
+    def _view_of(self, key: tuple[str, str], pair: _Pair, now: float) -> QualityView:
+        local = self._local(pair, now)
+        remote = self._remote.get(key)
+        sums = local if remote is None else local.plus(remote)
         least = self._settings.min_requests
-        successes, errors, ttft_sum, ttft_count = windows.recent(now, buckets)
-        rate = judged = error_rate(successes, errors, least)
-        if pair.judge_after != NEVER:  # back from an ejection: judged on its new attempts
-            successes, errors, _, _ = windows.recent(now, buckets, pair.judge_after)
-            judged = error_rate(successes, errors, least)
-        ttft_ms = mean(ttft_sum, ttft_count)
+        rate = error_rate(sums.successes, sums.errors, least)
+        judged = error_rate(sums.judged_successes, sums.judged_errors, least)
+        ttft_ms = mean(sums.ttft_sum, sums.ttft_count)
         ttft_penalty, error_penalty = penalties(ttft_ms, judged, self._settings)
         return QualityView(
             error_rate=rate,

@@ -3,6 +3,12 @@
 Every value from a backend, a client or the configuration (names, models, errors) is HTML-escaped;
 ``dashboard.js`` builds the same markup with ``textContent`` only. The markup and the formatting
 of numbers here and in ``static/dashboard.js`` must stay alike.
+
+A backend's optional ``quality`` (model -> ``status``, ``back_in_seconds``, ``reason``, the shape
+of ``/v1/backends``'s) lists the models quality has ejected or is letting back in on its card:
+"m ejected, back in 25 s: 2 failures in a row (last: server_error)"; ``dashboard.js`` counts the
+seconds down and says "recovering" once they have run out. Models whose status is ``ok`` are not
+shown.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from string import Template
 from typing import Any
 
 DASH = "\u2013"
+EJECTED, RECOVERING = "ejected", "recovering"
 
 
 @functools.cache
@@ -63,12 +70,24 @@ def backend_card(backend: Mapping[str, Any]) -> str:
     models = _models(backend["models"])
     error = backend.get("last_error")
     error_html = f'<p class="error">{_e(error)}</p>' if error and status != "healthy" else ""
+    quality = _quality(backend.get("quality") or {})
     return (
         f'<li class="backend status-{_e(status)}" data-backend="{_e(backend["name"])}">'
         f'<div class="head"><span class="name">{_e(backend["name"])}</span>'
         f'<span class="badge">{_e(status)}</span></div>'
-        f"<dl>{items}</dl>{models}{error_html}</li>"
+        f"<dl>{items}</dl>{models}{quality}{error_html}</li>"
     )
+
+
+def quality_text(model: str, entry: Mapping[str, Any]) -> str:
+    """``m ejected, back in 25 s: <reason>`` or ``m recovering: <reason>``."""
+    if entry["status"] == EJECTED:
+        back = entry.get("back_in_seconds")
+        text = f"{model} ejected" + ("" if back is None else f", back in {back} s")
+    else:
+        text = f"{model} recovering"
+    reason = entry.get("reason")
+    return f"{text}: {reason}" if reason else text
 
 
 def request_row(entry: Mapping[str, Any]) -> str:
@@ -119,6 +138,17 @@ def _models(models: Sequence[str]) -> str:
         return '<p class="models none">No models</p>'
     items = "".join(f"<li>{_e(m)}</li>" for m in models)
     return f'<ul class="models">{items}</ul>'
+
+
+def _quality(quality: Mapping[str, Mapping[str, Any]]) -> str:
+    """The models ejected or recovering, by name; nothing when every model is ok."""
+    items = "".join(
+        f'<li class="quality-{_e(entry["status"])}" data-model="{_e(model)}">'
+        f"{_e(quality_text(model, entry))}</li>"
+        for model, entry in sorted(quality.items())
+        if entry["status"] in (EJECTED, RECOVERING)
+    )
+    return f'<ul class="quality">{items}</ul>' if items else ""
 
 
 def _class(name: str) -> str:

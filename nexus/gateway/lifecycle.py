@@ -31,6 +31,7 @@ from nexus.upstream.relay import relay_session
 if TYPE_CHECKING:
     from nexus.gateway.service import Gateway
     from nexus.state import SharedState
+    from nexus.state.quality_redis import SharedQuality
 
 
 @asynccontextmanager
@@ -78,7 +79,7 @@ async def run_gateway(
         discovery = _discovery(gateway, checker)
         await discovery.start()
         translated = _warm_up_translation(config)
-        ticking = _refresh_quality(gateway)
+        ticking = _refresh_quality(gateway, _shared_quality(gateway, redis))
         try:
             yield attempts, checker, shared
         finally:
@@ -99,14 +100,32 @@ async def run_gateway(
                 await _translated_module().shutdown()
 
 
-def _refresh_quality(gateway: Gateway) -> asyncio.Task[None]:
+def _shared_quality(gateway: Gateway, redis: Any) -> SharedQuality | None:
+    if redis is None:
+        return None
+    from nexus.state.quality_redis import SharedQuality
+
+    state = gateway.config.state
+    return SharedQuality(
+        redis,
+        state.key_prefix,
+        interval=gateway.config.quality.metrics_interval_seconds,
+        timeout=state.sync_timeout_seconds,
+        clock=gateway.clock,
+    )
+
+
+def _refresh_quality(gateway: Gateway, shared: SharedQuality | None) -> asyncio.Task[None]:
     """Every ``metrics_interval_seconds``, recompute the quality figures time alone changed (old
-    buckets leaving the routing window): the request path only recomputes what it recorded."""
+    buckets leaving the routing window: the request path only recomputes what it recorded), and
+    exchange them with the other replicas on Redis."""
     interval = gateway.config.quality.metrics_interval_seconds
 
     async def tick() -> None:
         while True:
             await asyncio.sleep(interval)
+            if shared is not None:
+                await shared.sync(gateway.quality)
             gateway.quality.refresh()
 
     return asyncio.get_running_loop().create_task(tick(), name="quality-refresh")

@@ -32,6 +32,7 @@ nexus_budget_status                      gauge      budget (0 ok, 1 soft limit, 
 nexus_backend_attempts                   gauge      backend, model, window (5m, 1h, 24h)
 nexus_backend_error_rate                 gauge      backend, model, window (from min_requests)
 nexus_backend_ttft_seconds               gauge      backend, model, window (mean)
+nexus_backend_ejected                    gauge      backend, model (1 ejected, else 0)
 =======================================  =========  ============================================
 """
 
@@ -45,6 +46,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from nexus.backends.quality import QualityStore
+from nexus.backends.quality_view import PairStatus
 from nexus.backends.quality_windows import WINDOWS
 from nexus.backends.state import Snapshot, Status
 from nexus.observability.events import Completed
@@ -321,7 +323,8 @@ class BudgetGauges:
 
 
 class QualityGauges:
-    """Attempts, error rate and mean TTFT per (backend, model) and window, at scrape time."""
+    """Attempts, error rate and mean TTFT per (backend, model) and window, and whether each pair
+    is ejected now (1; 0 when ok or recovering), at scrape time."""
 
     def __init__(self, store: QualityStore) -> None:
         self._store = store
@@ -344,10 +347,17 @@ class QualityGauges:
         ttft = GaugeMetricFamily(
             "nexus_backend_ttft_seconds", "Mean time to first token in the window.", labels=labels
         )
+        ejected = GaugeMetricFamily(
+            "nexus_backend_ejected",
+            "1 while the backend's model is ejected for its quality, else 0 (ok or recovering).",
+            labels=["backend", "model"],
+        )
         pairs = store.pairs() if store is not None else []
         for backend, model in pairs:
+            assert store is not None
+            status = store.state(backend, model).status
+            ejected.add_metric([backend, model], 1 if status is PairStatus.EJECTED else 0)
             for window in WINDOWS:
-                assert store is not None
                 figures = store.figures(backend, model, window)
                 key = [backend, model, window]
                 attempts.add_metric(key, figures.attempts)
@@ -355,4 +365,4 @@ class QualityGauges:
                     rates.add_metric(key, figures.error_rate)
                 if figures.ttft_ms is not None:
                     ttft.add_metric(key, figures.ttft_ms / 1000)
-        return [attempts, rates, ttft]
+        return [attempts, rates, ttft, ejected]

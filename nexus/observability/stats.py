@@ -9,16 +9,23 @@ With shared state (:mod:`nexus.state`) the counts are the cluster's: :meth:`Stat
 this process's counters as flat fields, the sync publishes them and sets :attr:`Stats.remote` to
 what the other replicas counted, and the body shows the sum. ``process`` says which process
 answered and whether its counts are shared.
+
+``quality`` (:func:`quality_rows`) is read from the quality store at request time: one row per
+(backend, model) pair the store knows, sorted by backend then model, with its ejection state and
+rolling figures. The 1 h and 24 h figures are this process's own (replicas share only their
+routing-window sums and ejections: an ejection another replica started shows here too).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nexus.backends.quality import QualityStore
 from nexus.backends.state import Snapshot
 from nexus.observability.events import Completed
 from nexus.observability.labels import status_class
@@ -205,3 +212,40 @@ def _rows(tallies: dict[str, Tally]) -> list[dict[str, Any]]:
         {"name": name, "requests": tally.requests, "errors": tally.errors}
         for name, tally in sorted(tallies.items())
     ]
+
+
+def quality_rows(store: QualityStore, now: float) -> list[dict[str, Any]]:
+    """``/v1/stats`` ``quality``: each (backend, model) pair, sorted, with ``status`` (ok,
+    ejected, recovering), ``back_in_seconds`` (whole seconds until an ejection ends, else None),
+    ``reason`` (of the last ejection, kept while recovering), and the Rust Nexus figures per pair:
+    ``error_rate_1h`` and ``success_rate_24h`` (successes and errors only, a 429 is neither;
+    None below ``min_requests`` attempts), ``avg_ttft_ms`` (mean time to first token over 1 h),
+    plus ``tokens_per_second_1h`` (streams' output tokens after their first). ``now``: the
+    store's clock (monotonic seconds)."""
+    rows = []
+    for backend, model in sorted(store.pairs()):
+        state = store.state(backend, model)
+        hour = store.figures(backend, model, "1h")
+        day = store.figures(backend, model, "24h")
+        until = state.ejected_until
+        back_in = None if until is None or until <= now else math.ceil(until - now)
+        judged = day.successes + day.errors
+        success_rate = None if day.error_rate is None else day.successes / judged
+        rows.append(
+            {
+                "backend": backend,
+                "model": model,
+                "status": state.status.value,
+                "back_in_seconds": back_in,
+                "reason": state.reason,
+                "error_rate_1h": hour.error_rate,
+                "avg_ttft_ms": _round(hour.ttft_ms),
+                "success_rate_24h": success_rate,
+                "tokens_per_second_1h": _round(hour.tokens_per_second),
+            }
+        )
+    return rows
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -404,7 +404,7 @@ def test_every_snapshot_equals_a_fresh_computation(ops: list[_Op]) -> None:
             store.forget(key[0])
         else:
             ok(store, *key, ttft_s=op.backend / 10)
-            expected[key] = store._view_of(store._pairs[key], START)
+            expected[key] = store._view_of(key, store._pairs[key], START)
         expected = {key: view for key, view in expected.items() if key in store._pairs}
         taken.append((store.view(), dict(expected)))
     for snapshot, fresh in taken:
@@ -536,3 +536,41 @@ def test_view_of_1000_pairs_is_built_once_then_free_until_the_next_record() -> N
     after = store.view()
     assert time.perf_counter() - began < 1e-3  # the changed pair, not the 1,000
     assert after is not built and len(after) == 1000
+
+
+# --- replicas --------------------------------------------------------------------------------
+
+
+def test_replicas_share_their_sums_and_the_ejections_they_started() -> None:
+    a, clock = make(min_requests=4, consecutive_failures=100, error_rate_threshold=0.6)
+    b = QualityStore(QualityConfig(min_requests=4), clock=clock)
+    for _ in range(3):
+        ok(a, ttft_s=4.5)
+    fail(a, Failure.SERVER_ERROR)
+    ok(b, ttft_s=1.5)
+    b.merge(a.shared(wall_offset=100.0), wall_offset=100.0)
+    view = b.view()[("b", "m")]
+    assert view.error_rate == pytest.approx(1 / 5), "a's 4 attempts and b's one"
+    assert view.ttft_ms == pytest.approx((3 * 4500 + 1500) / 4)
+    assert view.error_penalty == pytest.approx(1 / 5)
+    assert b.figures("b", "m", "5m").attempts == 1, "the windows stay b's own"
+    fail(a, Failure.SERVER_ERROR, times=4)  # a ejects on its own attempts: 5 of 8
+    assert a.state("b", "m").status is PairStatus.EJECTED
+    published = a.shared(wall_offset=100.0)
+    assert published[("b", "m")].ejected_until == START + 30 + 100.0  # wall clock
+    b.merge(published, wall_offset=100.0)
+    adopted = b.state("b", "m")
+    assert (adopted.status, adopted.ejected_until) == (PairStatus.EJECTED, START + 30)
+    assert adopted.reason == "error rate 62% over 5 min (8 attempts) (on another replica)"
+    assert adopted.ejections == 0, "adopting does not lengthen b's own next ejection"
+    assert b.shared(wall_offset=100.0)[("b", "m")].ejected_until is None, "not echoed back"
+    b.merge({}, wall_offset=100.0)
+    assert b.view()[("b", "m")].error_rate is None, "a's sums went with a"
+
+
+def test_a_pair_known_only_to_another_replica_is_penalised_here_too() -> None:
+    a, clock = make()
+    b = QualityStore(QualityConfig(), clock=clock)
+    ok(a, ttft_s=6.0)
+    b.merge(a.shared(wall_offset=0.0), wall_offset=0.0)
+    assert b.view()[("b", "m")].ttft_penalty == 1.0

@@ -24,6 +24,7 @@ from tests.e2e.configs import CHAT, Gateway, backend, gateway
 from tests.fakes.fixtures import StartFake
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import FakeModel
+from tests.state.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -151,9 +152,11 @@ def run(
     with ExitStack() as stack:
         clients = [stack.enter_context(gw.sdk(timeout=15))[0] for gw in gateways]
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=48))
-        index = 0
-        while (at := index / RATE) < limit and poller.is_alive():
+        index, settled = 0, limit
+        while (at := index / RATE) < min(limit, settled):
             time.sleep(max(0.0, began + at - time.monotonic()))
+            if not poller.is_alive() and settled == limit:  # both back: 3 s more, then stop
+                settled = at + 3.0
             if at >= FAULTY_SECONDS and not recovered.is_set():
                 failing.reset()
                 slow.reset()
@@ -199,3 +202,33 @@ def test_a_failing_and_a_slow_backend_are_steered_around_and_come_back(
         failing_m = gw.backends()["failing"]["quality"]["m"]
     check(replies, seen)
     assert failing_m["failures_5m"].get("server_error", 0) > 0
+
+
+def test_the_same_with_two_replicas_sharing_the_figures_through_redis(
+    tmp_path: Path, start_fake: StartFake, real_redis: RedisServer
+) -> None:
+    failing, slow, steady = fakes(start_fake)
+    backends = fleet(failing, slow, steady)
+    state = {"backend": "redis", "redis_url": real_redis.url}
+    with ExitStack() as stack:
+        replicas = [
+            stack.enter_context(
+                gateway(
+                    _folder(tmp_path / name),
+                    backends,
+                    quality=QUALITY,
+                    health_check=HEALTH,
+                    state=state,
+                )
+            )
+            for name in ("a", "b")
+        ]
+        replies, seen = run(replicas, failing, slow)
+        published = httpx.get(f"{replicas[0].url}/v1/backends", timeout=5).json()
+    check(replies, seen)
+    assert published["data"]
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from nexus.backends.quality import QualityStore
 from nexus.backends.registry import Registry
 from nexus.backends.state import ModelInfo, ProbeResult
 from nexus.backends.transitions import Thresholds
 from nexus.config.model import BackendConfig, RoutingConfig
+from nexus.config.quality import QualityConfig
 from nexus.observability.events import Completed
 from nexus.observability.labels import ModelLabels, status_class
 from nexus.observability.metrics import Metrics
@@ -37,6 +39,10 @@ PINNED = {
     "nexus_budget_limit_usd": ("gauge", {"budget"}),
     "nexus_budget_spending_usd": ("gauge", {"budget"}),
     "nexus_budget_status": ("gauge", {"budget"}),
+    "nexus_backend_attempts": ("gauge", {"backend", "model", "window"}),
+    "nexus_backend_error_rate": ("gauge", {"backend", "model", "window"}),
+    "nexus_backend_ttft_seconds": ("gauge", {"backend", "model", "window"}),
+    "nexus_backend_ejected": ("gauge", {"backend", "model"}),
 }
 
 
@@ -89,6 +95,9 @@ def test_metric_names_types_and_labels_are_pinned() -> None:
     metrics.queue_wait("high", "served", 0.2)
     metrics.watch_queue(lambda: {"high": 1, "normal": 0, "low": 0})
     metrics.watch_budgets(lambda: [("gateway/month", 10.0, 7.5, 1)])
+    quality = QualityStore(QualityConfig(min_requests=1), clock=lambda: 1000.0)
+    quality.record_success("a", "m", ttft_s=0.1, total_s=1.0, output_tokens=None, stream=False)
+    metrics.watch_quality(quality)
     found: dict[str, tuple[str, set[str]]] = {}
     for family in metrics.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")

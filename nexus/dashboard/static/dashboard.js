@@ -1,7 +1,8 @@
 // Keeps the server-rendered dashboard live: listens to dashboard/events (server-sent events) and
 // re-renders the backends and recent requests with the same markup as nexus/dashboard/page.py.
 // Every value is set with textContent, never innerHTML: names, models and errors come from
-// backends, clients and the configuration.
+// backends, clients and the configuration. A model quality ejected counts its seconds down here
+// (every second, without a new event) and reads "recovering" once they have run out.
 (function () {
   "use strict";
 
@@ -28,6 +29,50 @@
     var text = String(entry.status);
     if (entry.stream) text += " stream" + (entry.stream_broken ? " broken" : "");
     return text;
+  }
+
+  // "m ejected, back in 25 s: <reason>" or "m recovering: <reason>" (page.py quality_text).
+  function qualityText(model, status, back, reason) {
+    var text = status === "ejected"
+      ? model + " ejected" + (back === null || back === undefined ? "" : ", back in " + back + " s")
+      : model + " recovering";
+    return reason ? text + ": " + reason : text;
+  }
+
+  function qualityList(quality) {
+    var models = Object.keys(quality || {}).sort().filter(function (m) {
+      return quality[m].status === "ejected" || quality[m].status === "recovering";
+    });
+    if (models.length === 0) return null;
+    var list = el("ul", { "class": "quality" });
+    var now = Date.now();
+    models.forEach(function (m) {
+      var q = quality[m];
+      var item = el("li", { "class": "quality-" + q.status, "data-model": m },
+        qualityText(m, q.status, q.back_in_seconds, q.reason));
+      if (q.status === "ejected" && typeof q.back_in_seconds === "number") {
+        item.dataset.until = String(now + q.back_in_seconds * 1000);
+        item.dataset.reason = q.reason || "";
+      }
+      list.append(item);
+    });
+    return list;
+  }
+
+  // Once a second: the seconds left of every ejection shown, "recovering" once none are left.
+  function countDown() {
+    var now = Date.now();
+    document.querySelectorAll(".quality li[data-until]").forEach(function (item) {
+      var left = Math.ceil((Number(item.dataset.until) - now) / 1000);
+      var model = item.dataset.model, reason = item.dataset.reason;
+      if (left > 0) {
+        item.textContent = qualityText(model, "ejected", left, reason);
+      } else {
+        item.className = "quality-recovering";
+        item.removeAttribute("data-until");
+        item.textContent = qualityText(model, "recovering", null, reason);
+      }
+    });
   }
 
   function summaryText(data) {
@@ -64,6 +109,8 @@
       b.models.forEach(function (m) { list.append(el("li", {}, m)); });
       card.append(list);
     }
+    var quality = qualityList(b.quality);
+    if (quality) card.append(quality);
     if (b.last_error && status !== "healthy") card.append(el("p", { "class": "error" }, b.last_error));
     return card;
   }
@@ -133,4 +180,5 @@
   }
 
   connect();
+  setInterval(countDown, 1000);
 })();
