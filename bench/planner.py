@@ -9,6 +9,10 @@ The fleet is seeded and fixed: 70 local restricted backends (tiers 1-3) and 30 c
 backends (tiers 2-5), each listing 10 to 60 of the 1,000 models; about 8 % are unhealthy,
 cooling down or at capacity. The policy has 50 aliases, 100 fallback chains and 3 glob policies;
 requests mix plain, vision/tools/JSON, restricted and flexible ones, with a few unknown models.
+
+Each strategy runs twice: without quality figures, and (``<strategy>+quality``) with a quality
+snapshot of ``max_pairs`` (2,000) (backend, model) pairs fed by real store records: about 5 %
+ejected, 5 % recovering (probe draws), 10 % with a slow first token, the rest with a few errors.
 """
 
 from __future__ import annotations
@@ -27,9 +31,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import RESULTS, write_result
+from nexus.backends.quality import QualityStore
+from nexus.backends.quality_view import QualitySnapshot
 from nexus.backends.state import BackendView, ModelInfo, Snapshot, Status
 from nexus.config.kinds import BUILTIN_KINDS, Zone
 from nexus.config.model import RoutingConfig, Strategy
+from nexus.config.quality import QualityConfig
+from nexus.errors import Failure
 from nexus.routing import RoutePlan, RoutingPolicy, TierMode, plan
 from nexus.routing.requirements import Requirements
 
@@ -123,28 +131,62 @@ def build_requests(
     return requests
 
 
+def build_quality(snapshot: Snapshot, rng: random.Random, pairs: int = 2_000) -> QualitySnapshot:
+    """A quality snapshot of ``pairs`` random (backend, model) pairs of the fleet, recorded
+    through a real :class:`QualityStore` on a fixed clock (see the module docstring)."""
+    settings = QualityConfig(max_pairs=pairs)
+    store = QualityStore(settings, clock=lambda: NOW - 60.0)
+    every = [(b.name, model) for b in snapshot.backends for model in b.models]
+    for backend, model in rng.sample(every, min(pairs, len(every))):
+        draw = rng.random()
+        ttft = rng.uniform(3.5, 9.0) if 0.10 <= draw < 0.20 else rng.uniform(0.05, 0.8)
+        for _ in range(12):
+            store.record_success(backend, model, ttft_s=ttft, total_s=ttft + 1.0)
+        failures = 5 if draw < 0.10 else rng.randrange(3)
+        for _ in range(failures):
+            store.record_failure(backend, model, Failure.SERVER_ERROR)
+        if draw < 0.05:  # ejected until after NOW; the others from 0.05 to 0.10 recover by NOW
+            store.record_failure(backend, model, Failure.SERVER_ERROR)
+    return store.view()
+
+
 def measure(
-    snapshot: Snapshot, policy: RoutingPolicy, requests: list[Requirements], rng: random.Random
-) -> dict[str, float]:
-    """Time every decision; returns p50, p99 and mean in microseconds, and the share routed."""
+    snapshot: Snapshot,
+    policy: RoutingPolicy,
+    requests: list[Requirements],
+    seed: int,
+    quality: QualitySnapshot,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Time every decision without and with ``quality``, interleaved request by request (so a
+    busy moment of the machine hits both alike); p50, p99 and mean in microseconds, and the share
+    routed, for each."""
+    plain_rng, quality_rng = random.Random(seed), random.Random(seed)
     for requirements in requests[: min(len(requests), 500)]:  # warm-up
-        plan(requirements, snapshot, policy, now=NOW, rng=rng)
-    timings: list[float] = []
-    routed = 0
+        plan(requirements, snapshot, policy, now=NOW, rng=plain_rng)
+        plan(requirements, snapshot, policy, now=NOW, rng=quality_rng, quality=quality)
+    timings: tuple[list[float], list[float]] = ([], [])
+    routed = [0, 0]
     clock = time.perf_counter_ns
     for rotation, requirements in enumerate(requests):
-        start = clock()
-        result = plan(requirements, snapshot, policy, now=NOW, rotation=rotation, rng=rng)
-        if isinstance(result, RoutePlan):
-            _ = result.route_reason
-            routed += 1
-        timings.append((clock() - start) / 1000)
+        for index, (rng, figures) in enumerate(((plain_rng, None), (quality_rng, quality))):
+            start = clock()
+            result = plan(
+                requirements, snapshot, policy, now=NOW, rotation=rotation, rng=rng, quality=figures
+            )
+            if isinstance(result, RoutePlan):
+                _ = result.route_reason
+                routed[index] += 1
+            timings[index].append((clock() - start) / 1000)
+    return _summary(timings[0], routed[0]), _summary(timings[1], routed[1])
+
+
+def _summary(timings: list[float], routed: int) -> dict[str, float]:
     timings.sort()
     return {
         "p50_us": round(statistics.median(timings), 2),
         "p99_us": round(timings[int(len(timings) * 0.99) - 1], 2),
         "mean_us": round(statistics.fmean(timings), 2),
-        "routed_share": round(routed / len(requests), 3),
+        "routed_share": round(routed / len(timings), 3),
     }
 
 
@@ -154,11 +196,14 @@ def run(
     """Measure every strategy over one seeded fleet; the JSON-ready result."""
     rng = random.Random(seed)
     snapshot = build_fleet(backends, models, rng)
+    quality = build_quality(snapshot, random.Random(seed + 2))
     results = {}
     for strategy in Strategy:
         policy = build_policy(models, strategy, random.Random(seed))
         requests = build_requests(models, decisions, policy, random.Random(seed + 1))
-        results[strategy.value] = measure(snapshot, policy, requests, random.Random(seed))
+        plain, with_quality = measure(snapshot, policy, requests, seed, quality)
+        results[strategy.value] = plain
+        results[f"{strategy.value}+quality"] = with_quality
     return {
         "benchmark": "planner",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -176,11 +221,11 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"plan(): {report['backends']} backends, {report['models']} models, "
         f"{report['decisions']} decisions per strategy (target p50 <= {TARGET_P50_US:g} us)",
-        f"{'strategy':<15}{'p50 us':>10}{'p99 us':>10}{'mean us':>10}{'routed':>9}",
+        f"{'strategy':<23}{'p50 us':>10}{'p99 us':>10}{'mean us':>10}{'routed':>9}",
     ]
     for name, row in report["results"].items():
         lines.append(
-            f"{name:<15}{row['p50_us']:>10.1f}{row['p99_us']:>10.1f}{row['mean_us']:>10.1f}"
+            f"{name:<23}{row['p50_us']:>10.1f}{row['p99_us']:>10.1f}{row['mean_us']:>10.1f}"
             f"{row['routed_share']:>9.0%}"
         )
     return "\n".join(lines)

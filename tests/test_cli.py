@@ -281,3 +281,16 @@ def test_show_completion_prints_a_bash_script() -> None:
     )
     assert result.returncode == 0
     assert "complete -o default -F _nexus_completion nexus" in result.stdout
+
+
+def test_route_explain_shows_what_quality_did_to_each_backend() -> None:
+    from nexus.cli.remote import quality_cell
+
+    base = {"status": "ok", "reason": None, "back_in_seconds": None, "penalty": 0.0}
+    lowered = {**base, "ttft_ms": 4500.0, "error_rate": 0.02, "penalty": 0.51, "effect": "lowered"}
+    assert quality_cell(lowered) == "lowered 51%: ttft 4500 ms, errors 2.0%"
+    ejected = {**base, "status": "ejected", "ttft_ms": None, "error_rate": 0.4}
+    ejected |= {"effect": "excluded", "back_in_seconds": 25}
+    assert quality_cell(ejected) == "excluded, back in 25 s: errors 40.0%"
+    assert quality_cell({**base, "ttft_ms": None, "error_rate": None, "effect": "none"}) == "none"
+    assert quality_cell(None) == ""

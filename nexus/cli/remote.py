@@ -156,12 +156,30 @@ def route(
 
 def _stage_table(stage: dict[str, Any]) -> Table:
     title = f"model {stage['model']} ({stage['role']})"
-    table = Table("Backend", "Status", "Zone", "Tier", "Decision", "Why", title=title)
+    table = Table("Backend", "Status", "Zone", "Tier", "Decision", "Why", "Quality", title=title)
     for b in stage["backends"]:
         decision = "[green]kept[/]" if b["decision"] == "kept" else "[red]skipped[/]"
         row = (b["backend"], b["status"], b["zone"], str(b["tier"]))
-        table.add_row(*row, decision, b["detail"] or "")
+        table.add_row(*row, decision, b["detail"] or "", quality_cell(b.get("quality")))
     return table
+
+
+def quality_cell(quality: dict[str, Any] | None) -> str:
+    """One backend's quality figures for the stage's model and what they did to its place, e.g.
+    ``lowered 50 %: ttft 4500 ms, errors 2.0 %``; empty without figures."""
+    if not quality:
+        return ""
+    figures = []
+    if quality["ttft_ms"] is not None:
+        figures.append(f"ttft {quality['ttft_ms']:g} ms")
+    if quality["error_rate"] is not None:
+        figures.append(f"errors {quality['error_rate']:.1%}")
+    effect = quality["effect"]
+    if effect == "lowered":
+        effect = f"lowered {quality['penalty']:.0%}"
+    elif quality["back_in_seconds"] is not None:
+        effect = f"{effect}, back in {quality['back_in_seconds']} s"
+    return f"{effect}: {', '.join(figures)}" if figures else effect
 
 
 def register(app: typer.Typer) -> None:

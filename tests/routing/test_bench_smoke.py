@@ -10,7 +10,8 @@ from bench import planner as bench
 
 def test_bench_runs_small_and_writes_json(tmp_path: Path) -> None:
     report = bench.run(backends=6, models=30, decisions=60, seed=3)
-    assert set(report["results"]) == {"smart", "round_robin", "priority_only", "random"}
+    strategies = {"smart", "round_robin", "priority_only", "random"}
+    assert set(report["results"]) == strategies | {f"{name}+quality" for name in strategies}
     for row in report["results"].values():
         assert row["p50_us"] > 0 and row["p99_us"] >= row["p50_us"]
     assert "p50 us" in bench.table(report)
