@@ -49,7 +49,8 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     assert {"rss_after_first_mb", "rss_after_total_mb", "growth_pct"} <= set(
         report["memory_growth"]
     )
-    assert set(report["planner"]["results"]) == {"smart", "round_robin", "priority_only", "random"}
+    strategies = {"smart", "round_robin", "priority_only", "random"}
+    assert set(report["planner"]["results"]) == strategies | {f"{s}+quality" for s in strategies}
     assert all({"measure", "target", "status"} <= set(row) for row in report["checks"])
     assert "Targets" in done.stdout
 

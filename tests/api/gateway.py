@@ -64,3 +64,19 @@ async def gateway(
             gw = Gateway(app, client)
             await eventually(lambda: "unknown" not in gw.statuses().values())
             yield gw
+
+
+def fleet(start_fake: Any, *names: str, model: str = "m") -> tuple[list[Any], list[dict[str, Any]]]:
+    """One started FakeOpenAI per name, each serving ``model``, and their ``vllm`` backends with
+    priorities 1, 2, ... in that order."""
+    from tests.fakes.openai import FakeOpenAI
+    from tests.fakes.server import FakeModel
+
+    fakes = [start_fake(FakeOpenAI) for _ in names]
+    for fake in fakes:
+        fake.set_models(FakeModel(model))
+    backends = [
+        {"name": name, "type": "vllm", "url": fake.url, "priority": index + 1}
+        for index, (name, fake) in enumerate(zip(names, fakes, strict=True))
+    ]
+    return fakes, backends

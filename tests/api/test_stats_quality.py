@@ -5,27 +5,14 @@ rest of the body keeps its shape. In process, real fake upstreams."""
 
 from __future__ import annotations
 
-from tests.api.gateway import CHAT, chat_body, gateway
-from tests.fakes.openai import FakeOpenAI
-from tests.fakes.server import FakeModel
+from tests.api.gateway import CHAT, chat_body, fleet, gateway
 
 #: The body's keys before ``quality`` came.
 KEYS = {"uptime_seconds", "requests", "backends", "models", "apis", "tenants", "process", "queue"}
 
 
-def fleet(start_fake) -> tuple[FakeOpenAI, FakeOpenAI, list[dict[str, object]]]:
-    flaky, steady = start_fake(FakeOpenAI), start_fake(FakeOpenAI)
-    for fake in (flaky, steady):
-        fake.set_models(FakeModel("m"))
-    backends = [
-        {"name": "flaky", "type": "vllm", "url": flaky.url, "priority": 1},
-        {"name": "steady", "type": "vllm", "url": steady.url, "priority": 2},
-    ]
-    return flaky, steady, backends
-
-
 async def test_stats_show_an_ejected_model_and_each_pairs_figures(start_fake) -> None:
-    flaky, steady, backends = fleet(start_fake)
+    (flaky, steady), backends = fleet(start_fake, "flaky", "steady")
     flaky.respond(500, path=CHAT, times=2)
     steady.chunk_count, steady.chunk_delay = 5, 0.02
     quality = {"consecutive_failures": 2, "min_requests": 2, "base_ejection_seconds": 25}
@@ -64,7 +51,7 @@ async def test_stats_show_an_ejected_model_and_each_pairs_figures(start_fake) ->
 
 
 async def test_rates_wait_for_min_requests(start_fake) -> None:
-    flaky, _, backends = fleet(start_fake)
+    (flaky, _), backends = fleet(start_fake, "flaky", "steady")
     flaky.respond(500, path=CHAT, times=1)
     async with gateway(backends, quality={"min_requests": 10}) as gw:
         await gw.client.post(CHAT, json=chat_body())

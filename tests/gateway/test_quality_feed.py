@@ -1,26 +1,14 @@
-"""Issue 17, first step: every attempt feeds the quality store (not probes, not a client's 4xx),
-and the figures show in ``/v1/backends`` and ``/metrics``. Routing does not use them yet."""
+"""Issue 17: every attempt feeds the quality store (not probes, not a client's 4xx), and the
+figures show in ``/v1/backends`` and ``/metrics`` (what routing does with them:
+``test_quality_routing.py``)."""
 
 from __future__ import annotations
 
-from tests.api.gateway import CHAT, chat_body, gateway
-from tests.fakes.openai import FakeOpenAI
-from tests.fakes.server import FakeModel
-
-
-def pair(start_fake) -> tuple[FakeOpenAI, FakeOpenAI, list[dict[str, object]]]:
-    flaky, steady = start_fake(FakeOpenAI), start_fake(FakeOpenAI)
-    for fake in (flaky, steady):
-        fake.set_models(FakeModel("m"))
-    backends = [
-        {"name": "flaky", "type": "vllm", "url": flaky.url, "priority": 1},
-        {"name": "steady", "type": "vllm", "url": steady.url, "priority": 2},
-    ]
-    return flaky, steady, backends
+from tests.api.gateway import CHAT, chat_body, fleet, gateway
 
 
 async def test_attempts_feed_the_quality_figures(start_fake) -> None:
-    flaky, steady, backends = pair(start_fake)
+    (flaky, steady), backends = fleet(start_fake, "flaky", "steady")
     flaky.respond(500, path=CHAT, times=2)
     async with gateway(backends) as gw:
         answers = [await gw.client.post(CHAT, json=chat_body()) for _ in range(4)]
@@ -43,7 +31,7 @@ async def test_attempts_feed_the_quality_figures(start_fake) -> None:
 
 
 async def test_probes_do_not_feed_the_quality_figures(start_fake) -> None:
-    flaky, steady, backends = pair(start_fake)
+    (flaky, steady), backends = fleet(start_fake, "flaky", "steady")
     async with gateway(backends) as gw:
         listing = (await gw.client.get("/v1/backends")).json()["data"]
     assert all(entry["quality"] == {} for entry in listing)

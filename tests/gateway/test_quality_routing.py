@@ -7,20 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.api.gateway import CHAT, chat_body, gateway
-from tests.fakes.openai import FakeOpenAI
-from tests.fakes.server import FakeModel
-
-
-def fleet(start_fake, *names: str) -> tuple[list[FakeOpenAI], list[dict[str, object]]]:
-    fakes = [start_fake(FakeOpenAI) for _ in names]
-    for fake in fakes:
-        fake.set_models(FakeModel("m"))
-    backends = [
-        {"name": name, "type": "vllm", "url": fake.url, "priority": index + 1}
-        for index, (name, fake) in enumerate(zip(names, fakes, strict=True))
-    ]
-    return fakes, backends
+from tests.api.gateway import CHAT, chat_body, fleet, gateway
 
 
 async def test_a_failing_model_is_ejected_then_comes_back(start_fake) -> None:
