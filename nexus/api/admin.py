@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from nexus.api.context import gateway_of
-from nexus.backends.quality import QualityStore
+from nexus.backends.quality import PairState, QualityStore
+from nexus.backends.quality_view import PairStatus
 from nexus.backends.state import BackendView
 from nexus.config.kinds import Api
 
@@ -44,13 +45,9 @@ def quality_json(store: QualityStore, now: float) -> dict[str, dict[str, dict[st
     shown: dict[str, dict[str, dict[str, Any]]] = {}
     for backend, model in store.pairs():
         figures = store.figures(backend, model, "5m")
-        state = store.state(backend, model)
-        until = state.ejected_until
         speed = figures.tokens_per_second
         shown.setdefault(backend, {})[model] = {
-            "status": state.status.value,
-            "back_in_seconds": None if until is None or until <= now else math.ceil(until - now),
-            "reason": state.reason,
+            **state_json(store.state(backend, model), now),
             "attempts_5m": figures.attempts,
             "failures_5m": {kind.value: count for kind, count in figures.failures.items()},
             "error_rate_5m": figures.error_rate,
@@ -58,6 +55,27 @@ def quality_json(store: QualityStore, now: float) -> dict[str, dict[str, dict[st
             "tokens_per_second_5m": None if speed is None else round(speed, 1),
         }
     return shown
+
+
+def troubled_models(store: QualityStore, now: float) -> dict[str, dict[str, dict[str, Any]]]:
+    """Backend -> model -> :func:`state_json`, for the pairs ejected or recovering only."""
+    shown: dict[str, dict[str, dict[str, Any]]] = {}
+    for backend, model in store.pairs():
+        state = store.state(backend, model)
+        if state.status is not PairStatus.OK:
+            shown.setdefault(backend, {})[model] = state_json(state, now)
+    return shown
+
+
+def state_json(state: PairState, now: float) -> dict[str, Any]:
+    """A pair's quality status, whole seconds until its ejection ends (None when it is not
+    ejected) and the reason of its last ejection."""
+    until = state.ejected_until
+    return {
+        "status": state.status.value,
+        "back_in_seconds": None if until is None or until <= now else math.ceil(until - now),
+        "reason": state.reason,
+    }
 
 
 def failing_models(backend: BackendView, now: float) -> dict[str, dict[str, Any]]:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from nexus import __version__
-from nexus.api.admin import backend_json, quality_json
+from nexus.api.admin import backend_json, troubled_models
 from nexus.api.context import gateway_of
 from nexus.backends.state import Snapshot
 from nexus.dashboard.page import asset, render_page
@@ -48,8 +48,6 @@ BACKEND_FIELDS = (
     "latency_ms",
     "last_error",
 )
-#: What the dashboard shows of a model's quality (only the models ejected or recovering).
-QUALITY_FIELDS = ("status", "back_in_seconds", "reason")
 ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 NO_STORE = {"cache-control": "no-store"}
 
@@ -61,18 +59,13 @@ def dashboard_data(
     quality: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """What the page shows: backends (with their models quality has ejected or is letting back
-    in, from :func:`~nexus.api.admin.quality_json`), recent requests (newest first), request
+    in, from :func:`~nexus.api.admin.troubled_models`), recent requests (newest first), request
     totals and the requests waiting in the queue."""
     backends = []
     for view in snapshot.backends:
         full = backend_json(view)
-        models = (quality or {}).get(view.name, {})
         shown = {key: full[key] for key in BACKEND_FIELDS}
-        shown["quality"] = {
-            model: {key: entry[key] for key in QUALITY_FIELDS}
-            for model, entry in models.items()
-            if entry["status"] != "ok"
-        }
+        shown["quality"] = dict((quality or {}).get(view.name, {}))
         backends.append(shown)
     stats = hub.stats
     total = sum(stats.by_class.values())
@@ -89,7 +82,8 @@ def dashboard_data(
 @router.get("/", response_class=HTMLResponse)
 async def page(request: Request) -> HTMLResponse:
     gateway = gateway_of(request)
-    snapshot, quality = gateway.registry.snapshot(), quality_json(gateway.quality, gateway.clock())
+    snapshot = gateway.registry.snapshot()
+    quality = troubled_models(gateway.quality, gateway.clock())
     data = dashboard_data(snapshot, gateway.observability, gateway.queue, quality)
     return HTMLResponse(render_page(data), headers=NO_STORE)
 
@@ -129,7 +123,7 @@ async def state_events(gateway: Gateway) -> AsyncGenerator[bytes, None]:
         now = (snapshot, hub.history.version, gateway.queue.version)
         if seen is None or now[0] is not seen[0] or now[1:] != seen[1:]:
             seen = now
-            quality = quality_json(gateway.quality, gateway.clock())
+            quality = troubled_models(gateway.quality, gateway.clock())
             data = orjson.dumps(dashboard_data(snapshot, hub, gateway.queue, quality))
             if data != last:
                 last, quiet = data, loop.time()

@@ -95,6 +95,11 @@ class PairState:
     successes: int = 0
 
 
+def _span(seconds: int) -> str:
+    """``5 min`` or ``30 s``."""
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
 def _end(
     ttft_s: float | None, total_s: float | None, output_tokens: int | None
 ) -> tuple[float | None, int, float]:
@@ -257,7 +262,8 @@ class QualityStore:
             rate = error_rate(successes, errors, settings.min_requests)
             if rate is not None and rate >= settings.error_rate_threshold:
                 attempts = int(successes + errors)
-                self._eject(pair, now, f"error rate {rate:.0%} over 5 min ({attempts} attempts)")
+                span = _span(settings.window_seconds)
+                self._eject(pair, now, f"error rate {rate:.0%} over {span} ({attempts} attempts)")
 
     def figures(self, backend: str, model: str, window: Window) -> Figures:
         """What ``window`` says about the pair now (empty figures for an unknown pair)."""

@@ -19,10 +19,9 @@ failing check is its skip reason:
 5. quality (:mod:`nexus.backends.quality`): the model not ejected on that backend as an outlier,
    and, while it is on probation after an ejection, drawn for its ``probe_share`` (then it is
    attempted first in its stage, whatever the strategy: a probe that is never sent proves
-   nothing). This check
-   never removes the last candidates of a stage (whose privacy zone and tier are fixed): when it
-   would leave none kept, and no backend is merely at capacity (the queue waits for those), the
-   outliers stay, since a 503 helps no one more than a slow answer.
+   nothing). This check never removes the last candidates of a stage (whose privacy zone and
+   tier are fixed): when it would leave none kept, and no backend is merely at capacity (the
+   queue waits for those), the outliers stay, since a 503 helps no one more than a slow answer.
 
 Constraints only tighten along a fallback chain: privacy is never crossed and the tier never
 drops through a fallback or a substitute. The backends kept in each stage are ordered by the
