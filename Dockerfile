@@ -13,9 +13,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     LITELLM_LOCAL_MODEL_COST_MAP=True
 
 WORKDIR /opt/nexus
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY nexus ./nexus
-RUN pip install . \
+# The exact versions CI tested (constraints.txt, scripts/lock), with the OpenTelemetry exporter.
+RUN pip install -c constraints.txt '.[tracing]' \
     && useradd --system --create-home --uid 10001 nexus \
     && mkdir -p /etc/nexus /var/lib/nexus \
     && chown nexus /var/lib/nexus \
