@@ -6,9 +6,12 @@ Run ``.venv/bin/python bench/observability.py`` (``--help`` for sizes). Two meas
    12 models, errors, streams, fallbacks), for each observer and for the set the app uses. The
    log observer writes JSON lines (the ``json`` format) to ``/dev/null``.
 2. **Whole requests, in process**: the real app (``create_app``) over an aiohttp upstream on
-   127.0.0.1, driven through ``httpx.ASGITransport``, in three setups run in alternating rounds
-   so machine noise hits each alike: no log sink and no observability; JSON logs only; JSON logs
-   plus metrics, stats and history. The difference of the medians is the cost per request.
+   127.0.0.1, driven through ``httpx.ASGITransport``, in setups run in alternating rounds so
+   machine noise hits each alike: no log sink and no observability; JSON logs only; JSON logs
+   plus metrics, stats and history (today's default: tracing off); the same with ``[tracing]``
+   on, every trace sampled and exported over OTLP/HTTP (to the same aiohttp server, which
+   answers ``/v1/traces`` with 200), and on with ``sample_ratio = 0`` (spans not recorded, the
+   ``traceparent`` still sent). The difference of the medians is the cost per request.
 
 Prints microseconds per request and writes ``bench/results/observability-<date>.json``.
 A benchmark, not a test: the test suite only runs a tiny smoke version.
@@ -81,15 +84,20 @@ def events(count: int) -> list[Completed]:
     ]
 
 
-def config(base: str = "http://127.0.0.1:9") -> NexusConfig:
+def config(base: str = "http://127.0.0.1:9", sample_ratio: float | None = None) -> NexusConfig:
+    """Four backends at ``base``; with ``sample_ratio``, tracing on, exporting to ``base``."""
     backends = [
         {"name": name, "type": "vllm", "url": f"{base}/{name}", "models": list(MODELS)}
         for name in BACKENDS
     ]
+    tracing: dict[str, Any] = {}
+    if sample_ratio is not None:
+        tracing = {"enabled": True, "endpoint": f"{base}/v1/traces", "sample_ratio": sample_ratio}
     return NexusConfig.model_validate(
         {
             "discovery": {"enabled": False},
             "health_check": {"interval_seconds": 3600},
+            "tracing": tracing,
             "backends": backends,
         }
     )
@@ -97,6 +105,9 @@ def config(base: str = "http://127.0.0.1:9") -> NexusConfig:
 
 async def upstream(request: web.Request) -> web.Response:
     """A backend answering any path: model listings and a fixed chat completion."""
+    if request.path == "/v1/traces":  # the OTLP exporter's
+        await request.read()
+        return web.Response(body=b"", content_type="application/x-protobuf")
     if request.path.endswith("/models"):
         data = [{"id": m, "object": "model"} for m in MODELS]
         return web.json_response({"object": "list", "data": data})
@@ -179,15 +190,25 @@ async def _round(client: httpx.AsyncClient, requests: int) -> list[float]:
     return timings
 
 
+#: The setups of whole requests; a tracing setup's sample ratio (None: tracing off).
+SETUPS: dict[str, float | None] = {
+    "bare": None,
+    "logs": None,
+    "logs + observability": None,
+    "+ tracing sampled": 1.0,
+    "+ tracing unsampled": 0.0,
+}
+
+
 async def _setup(name: str, base: str) -> tuple[Any, httpx.AsyncClient]:
-    """The app with only the observers ``name`` says: none, the log line, or everything."""
-    app = create_app(config(base))
+    """The app with only the observers ``name`` says: none, the log line, or everything (and
+    tracing, for the tracing setups)."""
+    app = create_app(config(base, SETUPS[name]))
     hub = app.gateway.observability
     app.gateway.observer = {
         "bare": Observers([]),
         "logs": Observers([RequestLog()]),
-        "logs + observability": Observers([RequestLog(), *hub.observers()]),
-    }[name]
+    }.get(name, Observers([RequestLog(), *hub.observers()]))
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
     checker = app.gateway.checker
@@ -198,13 +219,14 @@ async def _setup(name: str, base: str) -> tuple[Any, httpx.AsyncClient]:
 
 
 async def whole_requests(requests: int, rounds: int) -> dict[str, float]:
-    names = ("bare", "logs", "logs + observability")
+    names = tuple(SETUPS)
     runner, base = await start_upstream()
     setups = {name: await _setup(name, base) for name in names}
     timings: dict[str, list[float]] = {name: [] for name in names}
     try:
         for number in range(rounds):
-            for name in names[number % 3 :] + names[: number % 3]:  # each goes first in turn
+            turn = number % len(names)
+            for name in names[turn:] + names[:turn]:  # each goes first in turn
                 with log_sink(json_logs=name != "bare"):
                     timings[name] += await _round(setups[name][1], requests)
     finally:
@@ -234,6 +256,12 @@ def run(
         "added_us_per_request": {
             "json logs": round(whole["logs"] - whole["bare"], 1),
             "observability": round(whole["logs + observability"] - whole["logs"], 1),
+            "tracing (sampled)": round(
+                whole["+ tracing sampled"] - whole["logs + observability"], 1
+            ),
+            "tracing (unsampled)": round(
+                whole["+ tracing unsampled"] - whole["logs + observability"], 1
+            ),
         },
     }
 

@@ -19,6 +19,8 @@ from loguru import logger
 
 from nexus.app import create_app
 from nexus.config import NexusConfig
+from nexus.config.tracing import missing_extra
+from nexus.errors import ConfigError
 from nexus.gateway import Drain
 from nexus.gateway.lifecycle import usage_file
 from nexus.observability.logs import configure_logging
@@ -59,6 +61,8 @@ class DrainingServer(uvicorn.Server):
 
 def preflight(config: NexusConfig) -> None:
     """What can be found wrong before listening: raises :class:`ConfigError`."""
+    if config.tracing.enabled and (missing := missing_extra()):
+        raise ConfigError([missing])
     path = usage_file(config)
     if path is not None:
         from nexus.state.ledger_sqlite import SqliteLedger

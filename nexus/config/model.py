@@ -25,6 +25,7 @@ from pydantic import (
 from nexus.config.checks import glob_problem, semantic_problems
 from nexus.config.kinds import Api, BackendKind, Priority, Transport, Zone, kind_of
 from nexus.config.quality import QualityConfig
+from nexus.config.tracing import TracingConfig
 
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 EnvVarName = Annotated[str, Field(pattern=ENV_VAR_PATTERN, max_length=128)]
@@ -443,6 +444,9 @@ class NexusConfig(Section):
     queue: QueueConfig = Field(default_factory=QueueConfig, description="Waiting at capacity.")
     quality: QualityConfig = Field(
         default_factory=QualityConfig, description="Quality-aware routing."
+    )
+    tracing: TracingConfig = Field(
+        default_factory=TracingConfig, description="OpenTelemetry traces (OTLP)."
     )
     pricing: dict[ModelName, PriceConfig] = Field(
         default_factory=dict, description="USD price overrides per model."

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from loguru import logger
 
@@ -43,6 +43,9 @@ from nexus.headers import NexusHeaders
 from nexus.pricing import PriceTable, provider_id, stream_bound, usage_tokens
 from nexus.routing import Candidate, RoutePlan
 from nexus.upstream.reply import Reply
+
+if TYPE_CHECKING:
+    from nexus.observability.tracing import RequestTrace
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,23 +91,53 @@ class Attempts:
         self._quality = quality
 
     async def run(
-        self, plan: RoutePlan, call: Call, *, lease: Lease | None = None
+        self,
+        plan: RoutePlan,
+        call: Call,
+        *,
+        lease: Lease | None = None,
+        trace: RequestTrace | None = None,
     ) -> Answer | Exhausted:
         """Serve ``call`` through the first candidate of ``plan`` that answers (a plan has at
         least one candidate). ``lease``, taken on the first candidate already (the queue's), is
-        used by the first attempt."""
+        used by the first attempt. With ``trace`` (tracing on), each attempt is a span."""
         failures: list[UpstreamError] = []
         headers = None
         for index, candidate in enumerate(plan.candidates[: plan.max_attempts]):
             headers = _headers(plan, index, len(failures), call.request_id)
             taken, lease = lease, None
             try:
+                if trace is not None:
+                    return await self._traced(trace, candidate, call, headers, len(failures), taken)
                 return await self._attempt(candidate, call, headers, len(failures), taken)
             except UpstreamError as exc:
                 failures.append(exc)
                 self._failed(candidate, exc, call.request_id)
         assert headers is not None
         return Exhausted(tuple(failures), headers)
+
+    async def _traced(
+        self,
+        trace: RequestTrace,
+        candidate: Candidate,
+        call: Call,
+        headers: NexusHeaders,
+        failed: int,
+        taken: Lease | None,
+    ) -> Answer:
+        """:meth:`_attempt` in its own span, whose ``traceparent`` the backend is sent."""
+        attempt = trace.attempt(candidate.backend, candidate.model)
+        try:
+            traced = replace(call, trace=attempt.headers)
+            answer = await self._attempt(candidate, traced, headers, failed, taken)
+        except UpstreamError as exc:
+            attempt.failed(exc.failure.value, exc.upstream_status)
+            raise
+        except BaseException as exc:  # cancelled (the client left), or a bug
+            attempt.failed(type(exc).__name__)
+            raise
+        attempt.answered(answer.status, streaming=answer.stream is not None)
+        return answer
 
     async def _attempt(
         self,

@@ -33,6 +33,7 @@ from nexus.upstream.relay import ANTHROPIC_HEADERS
 
 if TYPE_CHECKING:
     from nexus.gateway.service import Gateway
+    from nexus.observability.tracing import RequestTrace
 
 
 class Exchange:
@@ -56,6 +57,7 @@ class Exchange:
         "_outliers",
         "_charged",
         "_reserved",
+        "_trace",
     )
 
     def __init__(self, gateway: Gateway, kind: RequestKind, path: str, request_id: str) -> None:
@@ -72,6 +74,7 @@ class Exchange:
         self._charged: tuple[Tenant, int] | None = None  # rate-limited: (tenant, tokens taken)
         self._reserved = 0.0  # USD counted against the budgets while the request runs
         self._outliers: tuple[str, ...] = ()  # skipped by quality tracking in the plan used
+        self._trace: RequestTrace | None = None  # the request's spans, with tracing on
 
     async def run(
         self,
@@ -85,6 +88,8 @@ class Exchange:
         gateway = self._gateway
         self.model = str(body.get("model", "-"))
         self.tenant = tenant.name if tenant is not None else None
+        if gateway.tracing is not None:
+            self._trace = gateway.tracing.request(self.kind, self.model, self.request_id, headers)
         try:
             requirements = gateway.requirements(body, headers, self.kind)
             priority = (tenant or DEFAULT).priority_of(headers.get(PRIORITY_HEADER))
@@ -129,7 +134,7 @@ class Exchange:
             self._outliers = routed.outliers()
             if gateway.budgets.active and not self._reserved:
                 self._reserve(routed.candidates[0], call)
-            result = await gateway.attempts.run(routed, call, lease=lease)
+            result = await gateway.attempts.run(routed, call, lease=lease, trace=self._trace)
             full = isinstance(result, Exhausted) and result.at_capacity
             if not (full and queue.enabled):
                 return self._ended(result, routed)
@@ -269,30 +274,31 @@ class Exchange:
         if self._charged is not None:
             self._settle(outcome, output)
         self._charge(outcome, output)
-        self._gateway.observer.completed(
-            Completed(
-                request_id=self.request_id,
-                endpoint=self.kind.value,
-                model=self.model,
-                backend=headers.backend,
-                location=headers.location,
-                route_reason=headers.route_reason,
-                status=outcome.status,
-                stream=self.stream,
-                started_at=self._started_at,
-                duration_s=self._gateway.clock() - self._started,
-                ttfb_s=ttfb,
-                failed_attempts=outcome.failed_attempts,
-                failovers=failovers,
-                fallback_model=headers.fallback_model,
-                cost_usd=headers.cost_usd,
-                stream_broken=broken,
-                input_tokens=self.input_tokens,
-                output_tokens=output,
-                tenant=self.tenant,
-                outliers=self._outliers,
-            )
+        event = Completed(
+            request_id=self.request_id,
+            endpoint=self.kind.value,
+            model=self.model,
+            backend=headers.backend,
+            location=headers.location,
+            route_reason=headers.route_reason,
+            status=outcome.status,
+            stream=self.stream,
+            started_at=self._started_at,
+            duration_s=self._gateway.clock() - self._started,
+            ttfb_s=ttfb,
+            failed_attempts=outcome.failed_attempts,
+            failovers=failovers,
+            fallback_model=headers.fallback_model,
+            cost_usd=headers.cost_usd,
+            stream_broken=broken,
+            input_tokens=self.input_tokens,
+            output_tokens=output,
+            tenant=self.tenant,
+            outliers=self._outliers,
         )
+        self._gateway.observer.completed(event)
+        if self._trace is not None:
+            self._trace.end(event)
 
 
 def _forwarded(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -1,6 +1,7 @@
 """The gateway's running life: the two connection pools (httpx for health probes, aiohttp for the
-relay), shared state, the health-check loop, mDNS discovery and, with a translated backend
-configured, LiteLLM's import in a thread. Everything started here stops when the block ends."""
+relay), shared state, the health-check loop, mDNS discovery, with ``[tracing]`` on the trace
+exporter, and, with a translated backend configured, LiteLLM's import in a thread. Everything
+started here stops when the block ends."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from nexus.upstream.relay import relay_session
 
 if TYPE_CHECKING:
     from nexus.gateway.service import Gateway
+    from nexus.observability.tracing import Tracing
     from nexus.state import SharedState
     from nexus.state.quality_redis import SharedQuality
 
@@ -60,6 +62,7 @@ async def run_gateway(
         ledger = _ledger(gateway, redis)
         await ledger.start()
         gateway.ledger = ledger
+        gateway.tracing = _tracing(config)
         attempts = Attempts(
             gateway.registry,
             gateway.opener
@@ -92,12 +95,31 @@ async def run_gateway(
                 gateway.shared_limiter = None
                 await limiter.aclose()
             await ledger.stop()
+            await _stop_tracing(gateway)
             if redis is not None:
                 await redis.aclose()
             if translated is not None:
                 await translated
             if _TRANSLATED in sys.modules:  # LiteLLM was used (a configured or bridged backend)
                 await _translated_module().shutdown()
+
+
+def _tracing(config: NexusConfig) -> Tracing | None:
+    """With ``[tracing] enabled``, the tracer provider and its OTLP exporter (OpenTelemetry is
+    imported only then)."""
+    if not config.tracing.enabled:
+        return None
+    from nexus.observability.tracing import Tracing
+
+    return Tracing.create(config.tracing)
+
+
+async def _stop_tracing(gateway: Gateway) -> None:
+    """Export the spans still queued, then stop the exporter's thread (off the event loop:
+    an unreachable collector blocks up to the exporter's timeout)."""
+    tracing, gateway.tracing = gateway.tracing, None
+    if tracing is not None:
+        await asyncio.to_thread(tracing.shutdown)
 
 
 def _shared_quality(gateway: Gateway, redis: Any) -> SharedQuality | None:

@@ -34,6 +34,7 @@ class Call:
     max_tokens: int | None = None  # the client's output limit (see Requirements.max_tokens)
     kind: Api = Api.CHAT  # the client API the request arrived in
     forwarded: tuple[tuple[str, str], ...] = ()  # client headers its API needs (ANTHROPIC_HEADERS)
+    trace: tuple[tuple[str, str], ...] = ()  # the attempt's traceparent (tracing on only)
 
 
 class Opener(Protocol):
@@ -98,7 +99,7 @@ class UpstreamOpener:
                 key,
                 stream=call.stream,
                 anthropic=not relayed,
-                forwarded=call.forwarded,
+                forwarded=call.forwarded + call.trace,
             ),
             read_timeout=timeout,
             api_key_env=backend.api_key_env,

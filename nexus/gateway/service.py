@@ -5,7 +5,8 @@ web framework.
 The gateway owns the backend registry, the routing policy, the attempts (through an injectable
 :class:`~nexus.gateway.opener.Opener`), the observers (metrics, stats, history, the request log),
 the clock, the random source and the round-robin counters. Its background work (health probes,
-discovery, shared state, the LiteLLM warm-up) runs inside :meth:`Gateway.running`.
+discovery, shared state, the LiteLLM warm-up, the trace exporter) runs inside
+:meth:`Gateway.running`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from nexus.routing import (
 from nexus.state.ledger import Ledger, MemoryLedger
 
 if TYPE_CHECKING:
+    from nexus.observability.tracing import Tracing
     from nexus.state import SharedState
 
 
@@ -106,6 +108,7 @@ class Gateway:
         self.observability.metrics.watch_quality(self.quality)
         self.limiter = RateLimiter(clock=clock)
         self.shared_limiter: RedisRateLimiter | None = None  # while running, on Redis
+        self.tracing: Tracing | None = None  # while running, with [tracing] enabled
         self._rotation = Counter[str]()
         self._rng = rng or random.Random()
 

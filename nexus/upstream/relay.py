@@ -55,7 +55,8 @@ def request_headers(
     """Headers for one upstream attempt. ``identity`` encoding keeps the bytes relayable as-is.
     The key goes as ``Authorization: Bearer``, or as ``x-api-key`` to Anthropic's own API
     (``anthropic``, which also gets an ``anthropic-version``); ``forwarded`` are the client's
-    headers the API needs (:data:`ANTHROPIC_HEADERS`), never its credentials."""
+    headers the API needs (:data:`ANTHROPIC_HEADERS`) and, with tracing on, the attempt's
+    ``traceparent``/``tracestate``; never the client's credentials."""
     headers = {
         "content-type": JSON,
         "accept": "text/event-stream" if stream else JSON,

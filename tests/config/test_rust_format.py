@@ -235,7 +235,7 @@ def test_unknown_key_lists_the_accepted_rust_keys_too(write_config) -> None:
     [line] = problems(write_config("[quallity]\n"))
     assert line.endswith(
         "(allowed here: server, discovery, health_check, routing, logging, state, security, "
-        "queue, quality, pricing, backends, clients, lifecycle, fleet)"
+        "queue, quality, tracing, pricing, backends, clients, lifecycle, fleet)"
     )
     [line] = problems(write_config("[routing]\nbudgett = 5\n"))
     assert line.endswith(
