@@ -294,3 +294,30 @@ def test_route_explain_shows_what_quality_did_to_each_backend() -> None:
     assert quality_cell(ejected) == "excluded, back in 25 s: errors 40.0%"
     assert quality_cell({**base, "ttft_ms": None, "error_rate": None, "effect": "none"}) == "none"
     assert quality_cell(None) == ""
+
+
+COMMANDS = [
+    ["serve"],
+    ["models"],
+    ["health"],
+    ["route"],
+    ["usage"],
+    ["config", "init"],
+    ["config", "check"],
+    ["backends", "list"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_man_style_help(command: list[str]) -> None:
+    text = runner.invoke(app, [*command, "--help"], terminal_width=200).stdout
+    assert "Examples" in text and f"nexus {' '.join(command)}" in text.split("Examples", 1)[1]
+    assert "Exit status" in text and "0 " in text.split("Exit status", 1)[1]
+
+
+def test_help_shows_the_environment_variables_literally() -> None:
+    text = runner.invoke(app, ["serve", "--help"], terminal_width=200).stdout
+    for shown in ("[env NEXUS_HOST]", "[env NEXUS_PORT]", "$NEXUS_CONFIG"):
+        assert shown in text, shown
+    top = runner.invoke(app, ["--help"], terminal_width=200).stdout
+    assert "Environment" in top and "NEXUS_URL" in top and "NEXUS_API_KEY" in top

@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from nexus import __version__
-from nexus.cli import config_cmds, remote, usage
+from nexus.cli import config_cmds, manual, remote, usage
 from nexus.cli.output import ConfigOption, fail, load_or_exit, out
 from nexus.errors import ConfigError
 
 app = typer.Typer(
     name="nexus",
     help="Nexus: one OpenAI-compatible endpoint in front of many LLM backends.",
+    epilog=manual.MAIN,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -36,13 +37,13 @@ def main_callback(
     """Nexus: one OpenAI-compatible endpoint in front of many LLM backends."""
 
 
-@app.command()
+@app.command(epilog=manual.page("serve"))
 def serve(
     config: ConfigOption = None,
-    host: Annotated[str | None, typer.Option(help="Bind address [env NEXUS_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port [env NEXUS_PORT].")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address \\[env NEXUS_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port \\[env NEXUS_PORT].")] = None,
     log_level: Annotated[
-        str | None, typer.Option(help="trace|debug|info|warning|error [env NEXUS_LOG_LEVEL].")
+        str | None, typer.Option(help="trace|debug|info|warning|error \\[env NEXUS_LOG_LEVEL].")
     ] = None,
     no_discovery: Annotated[bool, typer.Option("--no-discovery", help="Disable mDNS.")] = False,
     no_health_check: Annotated[
@@ -68,7 +69,7 @@ def serve(
 
 app.add_typer(config_cmds.app, name="config")
 remote.register(app)
-app.command("usage")(usage.usage)
+app.command("usage", epilog=manual.page("usage"))(usage.usage)
 
 
 def main() -> None:

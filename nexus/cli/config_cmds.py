@@ -10,13 +10,14 @@ from typing import Annotated
 import orjson
 import typer
 
+from nexus.cli import manual
 from nexus.cli.output import ConfigOption, err, fail, load_or_exit, out
 from nexus.config.credentials import effective_config
 
 app = typer.Typer(help="Write and check nexus.toml files.", no_args_is_help=True)
 
 
-@app.command("init")
+@app.command("init", epilog=manual.page("config init"))
 def config_init(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write.", dir_okay=False)
@@ -35,7 +36,7 @@ def config_init(
     out.print(f"Wrote {output}. Check it with: nexus config check --config {output}")
 
 
-@app.command("check")
+@app.command("check", epilog=manual.page("config check"))
 def config_check(config: ConfigOption = None) -> None:
     """Validate a config file and print the effective configuration (API keys masked)."""
     settings = load_or_exit(config)

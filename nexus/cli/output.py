@@ -21,7 +21,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="Config file [default: $NEXUS_CONFIG or ./nexus.toml].",
+        help="Config file \\[default: $NEXUS_CONFIG or ./nexus.toml].",
         dir_okay=False,
     ),
 ]

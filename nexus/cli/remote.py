@@ -15,6 +15,7 @@ import orjson
 import typer
 from rich.table import Table
 
+from nexus.cli import manual
 from nexus.cli.output import fail, out
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -79,7 +80,7 @@ def print_json(data: Any) -> None:
 STATUS_STYLE = {"healthy": "green", "unhealthy": "red", "unknown": "yellow"}
 
 
-@backends_app.command("list")
+@backends_app.command("list", epilog=manual.page("backends list"))
 def backends_list(
     url: UrlOption = DEFAULT_URL, api_key: KeyOption = None, as_json: JsonOption = False
 ) -> None:
@@ -185,6 +186,6 @@ def quality_cell(quality: dict[str, Any] | None) -> str:
 def register(app: typer.Typer) -> None:
     """Add these commands to the top-level ``nexus`` app."""
     app.add_typer(backends_app, name="backends")
-    app.command("models")(models)
-    app.command("health")(health)
-    app.command("route")(route)
+    app.command("models", epilog=manual.page("models"))(models)
+    app.command("health", epilog=manual.page("health"))(health)
+    app.command("route", epilog=manual.page("route"))(route)
