@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from nexus.api.context import gateway_of
 from nexus.backends.quality import PairState, QualityStore
-from nexus.backends.quality_view import PairStatus
+from nexus.backends.quality_view import PairStatus, seconds_left
 from nexus.backends.state import BackendView
 from nexus.config.kinds import Api
 
@@ -70,10 +70,9 @@ def troubled_models(store: QualityStore, now: float) -> dict[str, dict[str, dict
 def state_json(state: PairState, now: float) -> dict[str, Any]:
     """A pair's quality status, whole seconds until its ejection ends (None when it is not
     ejected) and the reason of its last ejection."""
-    until = state.ejected_until
     return {
         "status": state.status.value,
-        "back_in_seconds": None if until is None or until <= now else math.ceil(until - now),
+        "back_in_seconds": seconds_left(state.ejected_until, now),
         "reason": state.reason,
     }
 

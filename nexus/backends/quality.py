@@ -18,7 +18,7 @@ A 429 is not an error (the cooldown deals with it): it neither counts in a row n
 The ejection lasts ``min(base_ejection_seconds * 2 ** (n - 1), max_ejection_seconds)`` where
 ``n`` counts this ejection and the pair's others that started within the last hour. Failures of
 attempts still in flight when it was ejected do not extend it, and successes during it do not
-shorten it. When it ends the pair is *recovering*: :meth:`QualityStore.allows` lets
+shorten it. When it ends the pair is *recovering*: :meth:`QualityView.allows` lets
 ``probe_share`` of its would-be traffic through; ``recovery_successes`` successes in a row make it
 ok again; an error while recovering ejects it again (``n + 1``).
 
@@ -61,7 +61,6 @@ from nexus.backends.quality_view import (
     PairStatus,
     QualitySnapshot,
     QualityView,
-    admits,
     penalties,
 )
 from nexus.backends.quality_windows import (
@@ -284,22 +283,6 @@ class QualityStore:
         else:
             status = PairStatus.RECOVERING if pair.recovering else PairStatus.OK
         return PairState(status, pair.ejected_until, recent, pair.reason, pair.proven)
-
-    def allows(self, backend: str, model: str, draw: float) -> bool:
-        """Whether to send the pair a request now: False while ejected; while recovering only
-        when ``draw`` (uniform in [0, 1), from the caller) is below ``probe_share``. Advisory."""
-        pair = self._pairs.get((backend, model))
-        if pair is None:
-            return True
-        now, share = self._clock(), self._settings.probe_share
-        return admits(pair.ejected_until, pair.recovering, now, draw, share)
-
-    def score_penalty(self, backend: str, model: str) -> float:
-        """:func:`penalty` of the pair's routing-window figures now (0 for an unknown pair)."""
-        pair = self._pairs.get((backend, model))
-        if pair is None:
-            return 0.0
-        return self._view_of((backend, model), pair, self._clock()).penalty
 
     def view(self) -> QualitySnapshot:
         """An immutable snapshot of every pair for the planner. The same object is returned until

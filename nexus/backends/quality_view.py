@@ -5,6 +5,7 @@ for what the figures mean.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,18 +36,10 @@ def penalties(
     return ttft_penalty, error_penalty
 
 
-def penalty(ttft_ms: float | None, rate: float | None, settings: QualityConfig) -> float:
-    """The share of the smart score to take off (0..1) with both penalties fully weighted."""
-    ttft_penalty, error_penalty = penalties(ttft_ms, rate, settings)
-    return 1.0 - (1.0 - ttft_penalty) * (1.0 - error_penalty)
-
-
-def admits(
-    ejected_until: float | None, recovering: bool, now: float, draw: float, share: float
-) -> bool:
-    if ejected_until is not None and now < ejected_until:
-        return False
-    return draw < share if recovering else True
+def seconds_left(until: float | None, now: float) -> int | None:
+    """Whole seconds until an ejection ending at ``until`` (monotonic) is over; None when it is
+    not running."""
+    return None if until is None or until <= now else math.ceil(until - now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +60,7 @@ class QualityView:
     @property
     def penalty(self) -> float:
         """Both penalties fully weighted (``[routing.weights]`` may weigh them less)."""
-        return 1.0 - (1.0 - self.ttft_penalty) * (1.0 - self.error_penalty)
+        return self.weighted_penalty(1.0, 1.0)
 
     def weighted_penalty(self, ttft_weight: float, error_weight: float) -> float:
         """The share of the smart score to take off with each penalty scaled by its weight
@@ -81,8 +74,11 @@ class QualityView:
         return PairStatus.RECOVERING if self.recovering else PairStatus.OK
 
     def allows(self, now: float, draw: float, probe_share: float) -> bool:
-        """:meth:`QualityStore.allows` on this snapshot (``draw`` uniform in [0, 1))."""
-        return admits(self.ejected_until, self.recovering, now, draw, probe_share)
+        """Whether to send the pair a request at ``now``: never while ejected; while recovering
+        only when ``draw`` (uniform in [0, 1), from the caller) is below ``probe_share``."""
+        if self.ejected_until is not None and now < self.ejected_until:
+            return False
+        return draw < probe_share if self.recovering else True
 
 
 class QualitySnapshot(Mapping[tuple[str, str], QualityView]):

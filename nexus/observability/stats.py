@@ -18,7 +18,6 @@ routing-window sums and ejections: an ejection another replica started shows her
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nexus.backends.quality import QualityStore
+from nexus.backends.quality_view import seconds_left
 from nexus.backends.state import Snapshot
 from nexus.observability.events import Completed
 from nexus.observability.labels import status_class
@@ -227,8 +227,6 @@ def quality_rows(store: QualityStore, now: float) -> list[dict[str, Any]]:
         state = store.state(backend, model)
         hour = store.figures(backend, model, "1h")
         day = store.figures(backend, model, "24h")
-        until = state.ejected_until
-        back_in = None if until is None or until <= now else math.ceil(until - now)
         judged = day.successes + day.errors
         success_rate = None if day.error_rate is None else day.successes / judged
         rows.append(
@@ -236,7 +234,7 @@ def quality_rows(store: QualityStore, now: float) -> list[dict[str, Any]]:
                 "backend": backend,
                 "model": model,
                 "status": state.status.value,
-                "back_in_seconds": back_in,
+                "back_in_seconds": seconds_left(state.ejected_until, now),
                 "reason": state.reason,
                 "error_rate_1h": hour.error_rate,
                 "avg_ttft_ms": _round(hour.ttft_ms),

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from nexus.backends.quality_view import PairStatus, QualityView
+from nexus.backends.quality_view import PairStatus, QualityView, seconds_left
 from nexus.backends.state import BackendView
 from nexus.routing.reasons import Role, SkipReason
 
@@ -79,7 +79,6 @@ def quality_json(
         effect = "lowered"
     else:
         effect = "none"
-    back = view.ejected_until
     return {
         "status": status.value,
         "error_rate": None if view.error_rate is None else round(view.error_rate, 4),
@@ -87,7 +86,7 @@ def quality_json(
         "penalty": round(stage.penalties.get(name, 0.0), 4),
         "effect": effect,
         "reason": view.reason,
-        "back_in_seconds": None if back is None or back <= now else math.ceil(back - now),
+        "back_in_seconds": seconds_left(view.ejected_until, now),
     }
 
 

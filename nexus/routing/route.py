@@ -144,6 +144,7 @@ class RoutePlan:
         return tuple(
             d.backend.name
             for stage in self.stages
+            if stage.quality  # no figures for the stage's model: nothing was screened
             for d in stage.decisions
             if d.skip is SkipReason.OUTLIER
         )

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from nexus.backends.quality import QualityStore
-from nexus.backends.quality_view import PairStatus, QualitySnapshot, QualityView, penalty
+from nexus.backends.quality_view import PairStatus, QualitySnapshot, QualityView, penalties
 from nexus.backends.quality_windows import WINDOWS, Window
 from nexus.config.quality import QualityConfig
 from nexus.errors import Failure
@@ -44,6 +44,18 @@ def ok(store: QualityStore, backend: str = "b", model: str = "m", **kw: Any) -> 
         "stream": False,
     }
     store.record_success(backend, model, **{**values, **kw})
+
+
+def allows(store: QualityStore, clock: Clock, draw: float) -> bool:
+    """Whether the planner would send ("b", "m") a request now, for a probe ``draw``."""
+    view = store.view().get(("b", "m"))
+    return view is None or view.allows(clock.now, draw, store.settings.probe_share)
+
+
+def score_penalty(store: QualityStore) -> float:
+    """The smart-score penalty of ("b", "m") in the planner's snapshot (after a refresh)."""
+    view = store.refresh().get(("b", "m"))
+    return 0.0 if view is None else view.penalty
 
 
 def fail(store: QualityStore, kind: Failure = Failure.TIMEOUT, times: int = 1) -> None:
@@ -109,12 +121,12 @@ def test_figures_hold_means_rates_and_stream_throughput() -> None:
 
 
 def test_an_unknown_pair_has_empty_figures_and_no_penalty() -> None:
-    store, _ = make()
+    store, clock = make()
     figures = store.figures("b", "m", "1h")
     assert (figures.attempts, figures.error_rate, figures.ttft_ms) == (0, None, None)
-    assert store.score_penalty("b", "m") == 0.0
+    assert score_penalty(store) == 0.0
     assert store.state("b", "m").status is PairStatus.OK
-    assert store.allows("b", "m", 0.99)
+    assert allows(store, clock, 0.99)
     assert len(store) == 0
 
 
@@ -146,7 +158,7 @@ def test_consecutive_failures_eject_for_the_base_time() -> None:
     assert state.ejected_until == START + 30
     assert state.ejections == 1
     assert state.reason == "5 failures in a row (last: timeout)"
-    assert not store.allows("b", "m", 0.0)
+    assert not allows(store, clock, 0.0)
     clock.advance(29.9)
     assert store.state("b", "m").status is PairStatus.EJECTED
 
@@ -231,11 +243,11 @@ def test_failures_of_attempts_in_flight_do_not_extend_an_ejection() -> None:
 def test_recovery_lets_the_probe_share_through_until_enough_successes() -> None:
     store, clock = make(probe_share=0.1, recovery_successes=3)
     fail(store, times=5)
-    assert [store.allows("b", "m", draw) for draw in (0.0, 0.05, 0.5)] == [False] * 3
+    assert [allows(store, clock, draw) for draw in (0.0, 0.05, 0.5)] == [False] * 3
     clock.advance(30)
     state = store.state("b", "m")
     assert (state.status, state.successes) == (PairStatus.RECOVERING, 0)
-    assert [store.allows("b", "m", draw) for draw in (0.0, 0.099, 0.1, 0.5)] == [
+    assert [allows(store, clock, draw) for draw in (0.0, 0.099, 0.1, 0.5)] == [
         True,
         True,
         False,
@@ -244,11 +256,11 @@ def test_recovery_lets_the_probe_share_through_until_enough_successes() -> None:
     ok(store)
     ok(store)
     assert store.state("b", "m").successes == 2
-    assert not store.allows("b", "m", 0.5)
+    assert not allows(store, clock, 0.5)
     ok(store)
     state = store.state("b", "m")
     assert (state.status, state.ejected_until, state.reason) == (PairStatus.OK, None, None)
-    assert store.allows("b", "m", 0.99)
+    assert allows(store, clock, 0.99)
 
 
 def test_a_failure_while_recovering_ejects_again_for_longer() -> None:
@@ -292,20 +304,22 @@ def test_a_429_while_recovering_does_not_eject() -> None:
     ],
 )
 def test_penalty_formula(ttft_ms: float | None, rate: float | None, expected: float) -> None:
-    assert penalty(ttft_ms, rate, QualityConfig()) == pytest.approx(expected)
+    ttft_penalty, error_penalty = penalties(ttft_ms, rate, QualityConfig())
+    view = QualityView(rate, ttft_ms, ttft_penalty, error_penalty)
+    assert view.penalty == pytest.approx(expected)
 
 
 def test_score_penalty_reads_the_5_minute_figures() -> None:
     store, clock = make(min_requests=10, consecutive_failures=100)
     ok(store, ttft_s=4.0)
     ok(store, ttft_s=5.0)  # mean 4.5 s
-    assert store.score_penalty("b", "m") == pytest.approx(0.5)
+    assert score_penalty(store) == pytest.approx(0.5)
     for _ in range(7):
         ok(store, ttft_s=None)
     fail(store)  # 1 error in 10 attempts: 0.1 of the score
-    assert store.score_penalty("b", "m") == pytest.approx(1 - 0.5 * 0.9)
+    assert score_penalty(store) == pytest.approx(1 - 0.5 * 0.9)
     clock.advance(300)
-    assert store.score_penalty("b", "m") == 0.0
+    assert score_penalty(store) == 0.0
 
 
 def test_a_fleet_without_failures_or_slow_first_tokens_has_no_penalty() -> None:
