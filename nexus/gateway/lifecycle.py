@@ -6,6 +6,7 @@ started here stops when the block ends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -87,6 +88,8 @@ async def run_gateway(
             yield attempts, checker, shared
         finally:
             ticking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticking  # not mid-sync when Redis closes below
             await discovery.stop()
             await checker.stop()
             if shared is not None:
