@@ -66,6 +66,12 @@ def ensure_venv(log: Path) -> Path:
     return command
 
 
+def version() -> str | None:
+    """The installed litellm version, from the venv's dist-info (None when not installed)."""
+    found = sorted(VENV.glob("lib/python*/site-packages/litellm-*.dist-info"))
+    return found[0].name.removeprefix("litellm-").removesuffix(".dist-info") if found else None
+
+
 def config_yaml(upstream_port: int) -> str:
     """One deployment per bench model, both on the fake upstream."""
     entries = []

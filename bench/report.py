@@ -190,5 +190,67 @@ def print_report(r: dict[str, Any], console: Console | None = None) -> None:
         )
     console.print(measures_table(r))
     console.print(targets_table(r["checks"]))
-    if r.get("litellm_error"):
-        console.print(f"[red]LiteLLM proxy not measured:[/red] {r['litellm_error']}")
+    for name, why in not_measured(r).items():
+        console.print(f"[red]{_label(r, name)} not measured:[/red] {why}")
+    console.print(gateways_table(r))
+
+
+def not_measured(r: dict[str, Any]) -> dict[str, str]:
+    """Each rival left out of the run, and why (a skip flag, or the install or start error)."""
+    rivals: dict[str, dict[str, Any]] = r.get("rivals") or {}
+    out = {name: str(e.get("why_not")) for name, e in rivals.items() if not e.get("measured")}
+    if r.get("litellm_error") and "litellm" not in rivals:  # a report from before bench.rivals
+        out["litellm"] = str(r["litellm_error"])
+    return out
+
+
+def _label(r: dict[str, Any], name: str) -> str:
+    fixed = {"direct": "direct", "nexus": "Nexus"}
+    return fixed.get(name) or str(_get(r, "rivals", name, "label") or name)
+
+
+def _bytes_cell(r: dict[str, Any], name: str) -> str:
+    check = _get(r, "upstream_bytes", name)
+    if not isinstance(check, dict):
+        return "-"
+    return " / ".join("yes" if _get(check, k, "unchanged") else "NO" for k in ("json", "stream"))
+
+
+#: The side-by-side table: (label, path with "*" for the target); None for the bytes row.
+GATEWAY_ROWS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("CPU ms/req JSON c1", ("cpu_ms_per_request", "*", "json_c1")),
+    ("CPU ms/req JSON c32", ("cpu_ms_per_request", "*", "json_c32")),
+    ("CPU ms/req stream c16", ("cpu_ms_per_request", "*", "stream_c16")),
+    ("req/s JSON c8", ("throughput", "c8", "*", "rps")),
+    ("req/s JSON c32", ("throughput", "c32", "*", "rps")),
+    ("added p50 JSON c1 (ms)", ("latency_c1", "*", "added_p50_ms")),
+    ("added p99 JSON c1 (ms)", ("latency_c1", "*", "added_p99_ms")),
+    ("added TTFB p50 stream c1 (ms)", ("streaming", "c1", "*", "ttfb", "added_p50_ms")),
+    ("slow streams held (max level OK)", ("streams_held", "*", "max_ok")),
+    ("RSS at ready (MB)", ("memory", "*", "ready_rss_mb")),
+    ("peak RSS (MB)", ("memory", "*", "peak_rss_mb")),
+    ("start-up to first answer (s)", ("memory", "*", "ready_after_s")),
+    ("upstream bytes unchanged (JSON / stream)", None),
+)
+
+
+def gateways_table(r: dict[str, Any]) -> Table:
+    """One column per target, rivals included when left out (their cells empty, the caption says
+    why): the figures that compare gateways at a glance."""
+    measured = list(r["meta"]["targets"])
+    names = measured + [n for n in r.get("rivals") or {} if n not in measured]
+    missing = not_measured(r)
+    table = Table(
+        title="Gateways side by side (added = target - direct; CPU of the gateway process tree)",
+        caption="\n".join(f"{_label(r, n)}: not measured, {why}" for n, why in missing.items()),
+    )
+    table.add_column("measure")
+    for name in names:
+        table.add_column(_label(r, name) + (" (-)" if name in missing else ""), justify="right")
+    for label, path in GATEWAY_ROWS:
+        cells = [
+            _bytes_cell(r, name) if path is None else _fmt(_get(r, *_at(path, name)))
+            for name in names
+        ]
+        table.add_row(label, *cells)
+    return table

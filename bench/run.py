@@ -1,13 +1,17 @@
-"""Nexus against a direct call and against the LiteLLM proxy, in one interleaved run.
+"""Nexus against a direct call and against vllm-router, Portkey and the LiteLLM proxy, in one
+interleaved run.
 
-``python -m bench.run [--quick] [--skip-litellm] [--no-100k] [--out bench/results/<date>.json]``
+``python -m bench.run [--quick] [--skip-vllm-router] [--skip-portkey] [--skip-litellm] [--no-100k]
+[--out bench/results/<date>.json]``
 
-Starts the fake upstream, Nexus (one vllm backend on it) and the LiteLLM proxy (its own venv, one
-worker, offline, no database), then measures them in alternating rounds: JSON latency at
-concurrency 1, throughput at 8 and 32 (wrk), streaming TTFB and total time at 1 and 16, concurrent
-slow streams held, CPU per request and memory of each gateway; then Nexus start-up time, Nexus
-memory after 1,000 and 100,000 requests, and the planner micro-benchmark. Prints the tables and
-writes the JSON. ``--quick`` is the ~20 s smoke version (no LiteLLM, tiny counts).
+Starts the fake upstream, Nexus (one vllm backend on it) and the rival gateways (``bench.rivals``:
+vllm-router in its own venv, Portkey from npm, the LiteLLM proxy in its own venv, each on the same
+upstream), checks whether each returns the upstream's bytes unchanged, then measures them in
+alternating rounds: JSON latency at concurrency 1, throughput at 8 and 32 (wrk), streaming TTFB and
+total time at 1 and 16, concurrent slow streams held, CPU per request and memory of each gateway;
+then Nexus start-up time, Nexus memory after 1,000 and 100,000 requests, and the planner
+micro-benchmark. Prints the tables and writes the JSON. ``--quick`` is the ~20 s smoke version (no
+rival, tiny counts).
 """
 
 from __future__ import annotations
@@ -22,20 +26,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import RESULTS, litellm_proxy, phases, phases_load, planner, procs
+from bench import RESULTS, litellm_proxy, phases, phases_load, planner, procs, rivals
 from bench.load import Loader, run_async
 from bench.report import checks, print_report
 from bench.targets import Target, start_nexus, start_upstream
 
-#: Seconds a full run may take (the issue's limit is 10 minutes); the memory-growth phase, last,
+#: Seconds a full run may take: 10 minutes was the limit with LiteLLM as the only rival, 15 with
+#: vllm-router and Portkey too (installs on a first run included); the memory-growth phase, last,
 #: gets what is left, so on a slow or busy machine it serves fewer than 100,000 requests.
-RUN_BUDGET = 570.0
+RUN_BUDGET = 870.0
 PLANNER_RESERVE = 15.0
 HEADERS = (("authorization", f"Bearer {litellm_proxy.MASTER_KEY}"),)
 #: The target name of ``--baseline``: the same gateway from another checkout.
@@ -78,8 +84,8 @@ QUICK = Sizes(
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="~20 s smoke run, no LiteLLM")
-    parser.add_argument("--skip-litellm", action="store_true", help="do not start LiteLLM")
+    parser.add_argument("--quick", action="store_true", help="~20 s smoke run, no rival gateway")
+    rivals.add_flags(parser)
     parser.add_argument("--no-100k", action="store_true", help="memory growth to 10k, not 100k")
     parser.add_argument("--no-wrk", action="store_true", help="use the asyncio load client")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/<date>.json)")
@@ -102,7 +108,7 @@ def meta(args: argparse.Namespace, sizes: Sizes, loader: Loader, fd_limit: int) 
         "cpus": os.cpu_count(),
         "cpu_model": _cpu_model(),
         "nexus_version": metadata.version("nexus-gateway"),
-        "litellm_proxy_version": _litellm_version(),
+        "litellm_proxy_version": litellm_proxy.version(),
         "load_tool": loader.tool,
         "fd_limit": fd_limit,
         "sizes": asdict(sizes),
@@ -118,36 +124,33 @@ def _cpu_model() -> str:
     return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
 
 
-def _litellm_version() -> str | None:
-    found = sorted(litellm_proxy.VENV.glob("lib/python*/site-packages/litellm-*.dist-info"))
-    return found[0].name.removeprefix("litellm-").removesuffix(".dist-info") if found else None
-
-
 def start_gateways(
     args: argparse.Namespace, report: dict[str, Any], workdir: Path, stack: ExitStack, port: int
 ) -> list[Target]:
+    """Nexus (and ``--baseline``), then every rival not skipped; each one's start-up time and
+    resident memory as soon as it first answers."""
+    memory: dict[str, dict[str, float]] = {}
+    report["memory"] = memory
+
+    def ready(target: Target) -> None:
+        if target.proc:
+            rss = procs.memory_mb(target.proc.pid)["rss_mb"]
+            after = round(target.proc.ready_after or 0.0, 3)
+            memory[target.name] = {"ready_after_s": after, "ready_rss_mb": rss}
+
     nexus, nexus_port = start_nexus(workdir, port)
     stack.callback(nexus.stop)
     targets = [Target("direct", port, None, HEADERS), Target("nexus", nexus_port, nexus, HEADERS)]
+    ready(targets[1])
     if args.baseline is not None:
         base, base_port = start_nexus(workdir, port, BASELINE, source=args.baseline.resolve())
         stack.callback(base.stop)
         targets.append(Target(BASELINE, base_port, base, HEADERS))
-    if not (args.skip_litellm or args.quick):
-        try:
-            proc, lite_port = litellm_proxy.start(workdir, port)
-        except litellm_proxy.LiteLLMUnavailable as exc:
-            report["litellm_error"] = str(exc)
-            print(f"LiteLLM proxy unavailable: {exc}", file=sys.stderr)
-        else:
-            stack.callback(proc.stop)
-            targets.append(Target("litellm", lite_port, proc, HEADERS))
+        ready(targets[-1])
+    targets += rivals.start_rivals(args, report, workdir, stack, port, HEADERS, ready)
     report["meta"]["targets"] = [t.name for t in targets]
-    report["memory"] = {
-        t.name: {"ready_after_s": round(t.proc.ready_after or 0.0, 3),
-                 "ready_rss_mb": procs.memory_mb(t.proc.pid)["rss_mb"]}
-        for t in targets if t.proc
-    }  # fmt: skip
+    report["meta"]["litellm_proxy_version"] = litellm_proxy.version()  # installed by now
+    report["meta"]["rival_versions"] = rivals.versions()
     return targets
 
 
@@ -204,10 +207,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     noise = Noise()
     try:
         with ExitStack() as stack:
-            step("starting the fake upstream, Nexus and the LiteLLM proxy")
+            step("starting the fake upstream, Nexus and the rival gateways")
             upstream, port = start_upstream(loader_dir, sizes.chunks, sizes.slow_delay_ms)
             stack.callback(upstream.stop)
             targets = start_gateways(args, report, loader_dir, stack, port)
+            step("are the upstream's bytes returned unchanged?")
+            rivals.check_bytes(targets, report)
             account = phases.Accounting(procs.Meter(), upstream)
             report.update(measure(targets, account, loader, sizes))
             for target in targets:
@@ -253,7 +258,7 @@ def baseline_comparison(report: dict[str, Any], source: Path) -> dict[str, Any]:
         )  # fmt: skip
         return done.stdout.strip() or "unknown"
 
-    figures = {
+    figures: dict[str, Callable[[str], Any]] = {
         "added_p50_ms": lambda t: report["latency_c1"][t]["added_p50_ms"],
         "added_p99_ms": lambda t: report["latency_c1"][t]["added_p99_ms"],
         "c32_rps": lambda t: report["throughput"]["c32"][t]["rps"],
@@ -315,10 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"{datetime.date.today().isoformat()}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print_report(report)
+    print(planner.table(report["planner"]))
     if "baseline" in report:
         print(f"this checkout against --baseline: {json.dumps(report['baseline'], indent=2)}")
-    print(planner.table(report["planner"]))
+    print_report(report)  # ends with the table of every gateway side by side
     print(f"written: {out}")
     return 0
 

@@ -1,4 +1,4 @@
-"""The fake upstream and Nexus as processes, and the three targets a measurement is sent to."""
+"""The fake upstream and Nexus as processes, and the targets a measurement is sent to."""
 
 from __future__ import annotations
 

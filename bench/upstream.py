@@ -3,7 +3,8 @@
 ``python -m bench.upstream --port 18000 [--impl asgi|aiohttp] [--chunks 20] [--slow-delay-ms 50]
 [--chat-only]``
 
-Answers ``GET /v1/models`` (``bench-model`` and ``bench-slow``), and ``POST /v1/chat/completions``
+Answers ``GET /v1/models`` (``bench-model`` and ``bench-slow``), ``GET /health`` (200, empty
+body: vllm-router's health check, as vLLM answers it), and ``POST /v1/chat/completions``
 with a ~500-byte JSON completion, or with an SSE stream of ``--chunks`` chunks plus ``[DONE]``
 when the body asks for ``"stream": true``. A request for ``bench-slow`` streams with
 ``--slow-delay-ms`` between chunks (the concurrent-streams ramp). ``POST /v1/messages`` answers a
@@ -199,6 +200,8 @@ def asgi_app(replies: Replies) -> Callable[[Scope, Receive, Send], Awaitable[Non
             await _asgi_reply(send, 200, replies.dialects[path])
         elif method == "GET" and path == "/v1/models":
             await _asgi_reply(send, 200, replies.models)
+        elif method == "GET" and path == "/health":
+            await _asgi_reply(send, 200, b"")
         else:
             await _asgi_reply(send, 404, NOT_FOUND)
 
@@ -267,6 +270,9 @@ def serve_aiohttp(port: int, replies: Replies, keep_alive: float) -> None:
     async def models(_request: web.Request) -> web.Response:
         return web.Response(body=replies.models, content_type="application/json")
 
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response()
+
     def fixed(answer: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
             await request.read()
@@ -277,6 +283,7 @@ def serve_aiohttp(port: int, replies: Replies, keep_alive: float) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
     for path, answer in replies.dialects.items():
         app.router.add_post(path, fixed(answer))
     web.run_app(

@@ -1,5 +1,7 @@
 """The benchmark still works: ``python -m bench.run --quick`` runs end to end and writes every
-section of its JSON. A benchmark is not a test: no timing is checked here, ever."""
+section of its JSON. A benchmark is not a test: no timing is checked here, ever. The rival
+gateways are never installed here: their pins and how a missing one is reported are checked
+offline."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from bench import portkey
 from bench.load import parse_wrk
+from bench.report import gateways_table
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
@@ -18,6 +23,7 @@ pytestmark = pytest.mark.e2e
 SECTIONS = {
     "meta", "upstream", "latency_c1", "throughput", "streaming", "streams_held",
     "cpu_ms_per_request", "memory", "startup", "memory_growth", "planner", "checks",
+    "rivals", "upstream_bytes",
 }  # fmt: skip
 
 
@@ -53,6 +59,37 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     assert set(report["planner"]["results"]) == strategies | {f"{s}+quality" for s in strategies}
     assert all({"measure", "target", "status"} <= set(row) for row in report["checks"])
     assert "Targets" in done.stdout
+    assert set(report["rivals"]) == {"vllm-router", "portkey", "litellm"}
+    assert all(not e["measured"] and "--quick" in e["why_not"] for e in report["rivals"].values())
+    assert report["upstream_bytes"]["nexus"]["json"]["unchanged"] is True
+    assert "Gateways side by side" in done.stdout
+
+
+def test_portkey_package_pins_the_gateway_and_its_node_server() -> None:
+    package = json.loads(portkey.PACKAGE_JSON.read_text())
+    assert package["dependencies"] == {"@portkey-ai/gateway": "1.15.2"}
+    # Newer @hono/node-server releases break Portkey's streaming (Portkey-AI/gateway#1389).
+    assert package["overrides"] == {"@hono/node-server": "1.14.1"}
+    assert portkey.PRELOAD.exists()
+
+
+def test_a_missing_rival_is_an_explained_gap() -> None:
+    report = {
+        "meta": {"targets": ["direct", "nexus"]},
+        "throughput": {"c32": {"direct": {"rps": 1000.0}, "nexus": {"rps": 800.0}}},
+        "upstream_bytes": {"nexus": {"json": {"unchanged": True}, "stream": {"unchanged": True}}},
+        "rivals": {
+            "vllm-router": {"label": "vllm-router", "measured": False, "why_not": "pip failed"},
+            "portkey": {"label": "Portkey", "measured": False, "why_not": "skipped (--quick)"},
+        },
+    }
+    console = Console(record=True, width=200)
+    console.print(gateways_table(report))
+    text = console.export_text()
+    assert "vllm-router (-)" in text and "Portkey (-)" in text
+    assert "vllm-router: not measured, pip failed" in text
+    assert "Portkey: not measured, skipped (--quick)" in text
+    assert "yes / yes" in text and "800" in text
 
 
 WRK_OUTPUT = """Running 4s test @ http://127.0.0.1:8000/v1/chat/completions
