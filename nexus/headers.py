@@ -7,8 +7,8 @@ percent-encoded, so nothing a backend or client named can inject a header.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -24,10 +24,10 @@ def header_safe(value: str) -> str:
 
 def request_id(client_value: str | None) -> str:
     """The client's ``X-Request-Id`` when it is a plain token (≤ 128 of ``A-Za-z0-9._:-``),
-    else a new random id."""
+    else a new random id (32 hex digits)."""
     if client_value and _REQUEST_ID.match(client_value):
         return client_value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 #: Every response header Nexus sets on the inference endpoints (browsers may read them: CORS).

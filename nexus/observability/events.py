@@ -14,6 +14,8 @@ from typing import Protocol
 
 from loguru import logger
 
+from nexus.observability.logs import request_line
+
 
 @dataclass(frozen=True, slots=True)
 class Completed:
@@ -48,23 +50,20 @@ class RequestLog:
     client's tenant name; never request or response content, never a key."""
 
     def completed(self, event: Completed) -> None:
-        logger.bind(
-            request_id=event.request_id,
-            model=event.model,
-            backend=event.backend or "none",
-            route_reason=event.route_reason or "none",
-            status=event.status,
-            latency_ms=round(event.duration_s * 1000, 1),
-            tenant=event.tenant or "-",
-            outliers=list(event.outliers),
-        ).info(
-            "{} {} answered {}{}{}",
-            event.endpoint,
-            event.request_id,
-            event.status,
-            " (stream broken)" if event.stream_broken else "",
-            f" (skipped outliers: {', '.join(event.outliers)})" if event.outliers else "",
-        )
+        broken = " (stream broken)" if event.stream_broken else ""
+        skipped = f" (skipped outliers: {', '.join(event.outliers)})" if event.outliers else ""
+        fields = {
+            "request_id": event.request_id,
+            "model": event.model,
+            "backend": event.backend or "none",
+            "route_reason": event.route_reason or "none",
+            "status": event.status,
+            "latency_ms": round(event.duration_s * 1000, 1),
+            "tenant": event.tenant or "-",
+            "outliers": list(event.outliers),
+        }
+        message = f"{event.endpoint} {event.request_id} answered {event.status}{broken}{skipped}"
+        request_line(__name__, message, fields)
 
 
 class Observers:

@@ -14,6 +14,7 @@ The client's ``Authorization`` header is never forwarded: Nexus sends the backen
 from __future__ import annotations
 
 import email.utils
+import functools
 import time
 from collections.abc import AsyncIterator
 
@@ -111,14 +112,19 @@ class RelayReply:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except TimeoutError:
-            raise UpstreamTimeout("stopped sending in time", backend=self._backend) from None
-        except aiohttp.ClientError as exc:
-            reason = f"connection broke ({type(exc).__name__})"
-            raise UpstreamError(reason, backend=self._backend) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._broken(exc) from None
 
     async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.chunks()])
+        try:
+            return await self._response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._broken(exc) from None
+
+    def _broken(self, exc: TimeoutError | aiohttp.ClientError) -> UpstreamError:
+        if isinstance(exc, TimeoutError):
+            return UpstreamTimeout("stopped sending in time", backend=self._backend)
+        return UpstreamError(f"connection broke ({type(exc).__name__})", backend=self._backend)
 
     async def aclose(self) -> None:
         if self._response.content.is_eof():
@@ -151,8 +157,8 @@ async def open_relay(
     api_key_env: str | None = None,
 ) -> RelayReply:
     """POST ``body`` to ``url`` and return the open (streaming) answer, or raise."""
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=read_timeout)
     try:
+        timeout = _read_timeout(read_timeout)
         response = await session.post(url, data=body, headers=headers, timeout=timeout)
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamUnreachable(f"cannot connect: {_cause(exc)}", backend=backend) from None
@@ -165,6 +171,12 @@ async def open_relay(
         return RelayReply(response, backend)
     secret = headers.get("authorization", "").removeprefix("Bearer ") or headers.get("x-api-key")
     raise await _failure(response, backend, api_key_env, secret)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """One (immutable) timeout object per read limit, not one per request."""
+    return aiohttp.ClientTimeout(total=None, sock_read=seconds)
 
 
 def worth_failover(status: int) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from loguru import logger
 from prometheus_client.parser import text_string_to_metric_families
 
+from nexus.observability.logs import reset_request_line
 from tests.api.gateway import Gateway, gateway
 
 
@@ -52,3 +53,4 @@ def restore_default_logging() -> None:
     """One plain sink on stderr again, after a test configured its own."""
     logger.remove()
     logger.add(_to_stderr)
+    reset_request_line()
