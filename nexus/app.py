@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from nexus import __version__
@@ -32,7 +33,7 @@ from nexus.api.auth import ClientAuthMiddleware, ClientKeys
 from nexus.api.context import NexusApp
 from nexus.api.drain import DrainMiddleware
 from nexus.api.endpoints import BY_PATH, COUNT_TOKENS, dialect_for
-from nexus.api.fastpath import InferenceFastPath
+from nexus.api.fastpath import fast_path, unexpected_error
 from nexus.api.openai_dialect import error_response
 from nexus.api.openapi import openapi_document
 from nexus.config import NexusConfig
@@ -73,13 +74,34 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=_lifespan,
+        middleware=_middleware(config, gateway, environ),
     )
     routers = (inference, count_tokens, models, route, admin, health, metrics, stats, usage)
     for module in (*routers, dashboard):
         app.include_router(module.router)
     app.openapi = openapi_document(app)  # type: ignore[method-assign]
-    app.add_middleware(InferenceFastPath)  # innermost: drain and client keys still apply
     _install_error_handlers(app)
+    app.fast = fast_path(app.user_middleware)
+    return app
+
+
+def _middleware(
+    config: NexusConfig, gateway: Gateway, environ: Mapping[str, str] | None
+) -> list[Middleware]:
+    """The app's middlewares, outermost first: drain counts everything; CORS answers a
+    preflight, which carries no key, before the client-key check."""
+    middleware = [Middleware(DrainMiddleware, drain=gateway.drain)]
+    if config.server.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(config.server.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["*"],
+                expose_headers=list(HEADER_NAMES),
+                max_age=600,
+            )
+        )
     if config.server.api_keys_env is not None or config.clients:
         keys = ClientKeys(config.server.api_keys_env, environ, config.clients)
         if not keys.configured:
@@ -88,18 +110,8 @@ def create_app(
             )
         for client in keys.unset:
             logger.error("client {} has no key in its variable: it cannot be served", client)
-        app.add_middleware(ClientAuthMiddleware, keys=keys)
-    if config.server.cors_origins:  # outside the key check: a preflight carries no key
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(config.server.cors_origins),
-            allow_methods=["GET", "POST"],
-            allow_headers=["*"],
-            expose_headers=list(HEADER_NAMES),
-            max_age=600,
-        )
-    app.add_middleware(DrainMiddleware, drain=gateway.drain)  # outermost: counts everything
-    return app
+        middleware.append(Middleware(ClientAuthMiddleware, keys=keys))
+    return middleware
 
 
 @asynccontextmanager
@@ -144,9 +156,4 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        rid = request_id(request.headers.get("x-request-id"))
-        logger.opt(exception=exc).bind(request_id=rid).error(
-            "unexpected error on {} {}", request.method, request.url.path
-        )
-        message = f"internal error in Nexus (request {rid}); see its log"
-        return error_response(Failed(Problem.INTERNAL, message, NexusHeaders(request_id=rid)))
+        return unexpected_error(request, exc)

@@ -78,7 +78,7 @@ def request_line(name: str, message: str, fields: dict[str, Any]) -> None:
     in module ``name``, but cheaply once logging is configured."""
     writer = _request_writer
     if writer is None:
-        logger.bind(**fields).info(message)
+        logger.opt(depth=1).bind(**fields).info(message)
     else:
         writer(name, message, fields)
 
