@@ -7,6 +7,7 @@ API keys never appear here: a backend names the environment variable that holds 
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -46,6 +47,16 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=False)
 
 
+def _auto_workers(value: Any) -> Any:
+    """``"auto"``: one worker per core this process may run on (its CPU affinity), at most 64."""
+    if value == "auto":
+        affinity = getattr(os, "sched_getaffinity", None)
+        return min(len(affinity(0)) if affinity else os.cpu_count() or 1, 64)
+    if isinstance(value, str) and not value.strip().isdigit():
+        raise ValueError(f'{value!r} is not allowed (1 to 64, or "auto")')
+    return value
+
+
 class ServerConfig(Section):
     host: str = Field("0.0.0.0", min_length=1, max_length=255, description="Bind address.")
     port: int = Field(8000, ge=1, le=65535, description="Listen port.")
@@ -61,8 +72,12 @@ class ServerConfig(Section):
     api_keys_env: EnvVarName | None = Field(
         None, description="Env var holding comma-separated client keys required on /v1/*."
     )
-    workers: int = Field(
-        1, ge=1, le=64, description="Processes serving the port (state per process unless shared)."
+    workers: Annotated[int, BeforeValidator(_auto_workers)] = Field(
+        1,
+        ge=1,
+        le=64,
+        description='Processes serving the port, or "auto": one per core (state per process '
+        "unless shared).",
     )
     cors_origins: tuple[Annotated[str, Field(pattern=r"^(\*|https?://[^/\s]+)$")], ...] = Field(
         (),

@@ -3,6 +3,8 @@ backend adds nothing to the app."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from typer.testing import CliRunner
 
@@ -30,12 +32,22 @@ def test_environment_sets_redis_url_and_workers(write_config, monkeypatch) -> No
     assert config.server.workers == 4
 
 
+def test_auto_workers_are_one_per_usable_core(write_config, monkeypatch) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert load_config(write_config('[server]\nworkers = "auto"\n')).server.workers == cores
+    monkeypatch.setenv("NEXUS_WORKERS", "auto")
+    assert load_config(write_config("")).server.workers == cores
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(100)))
+    assert NexusConfig.model_validate({"server": {"workers": "auto"}}).server.workers == 64
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
         ('[state]\nredis_url = "http://cache:6379"\n', "state.redis_url: is not a redis://"),
         ('[state]\nbackend = "etcd"\n', "state.backend: 'etcd' is not allowed"),
         ("[server]\nworkers = 65\n", "server.workers: 65 is not allowed (1 to 64)"),
+        ('[server]\nworkers = "all"\n', "server.workers: 'all' is not allowed (1 to 64, or \"auto\")"),
         (
             "[state]\nlease_ttl_seconds = 1\nsync_interval_seconds = 1\n",
             "state: lease_ttl_seconds (1) must be at least 4 times sync_interval_seconds (1)",
