@@ -47,7 +47,10 @@ def test_auto_workers_are_one_per_usable_core(write_config, monkeypatch) -> None
         ('[state]\nredis_url = "http://cache:6379"\n', "state.redis_url: is not a redis://"),
         ('[state]\nbackend = "etcd"\n', "state.backend: 'etcd' is not allowed"),
         ("[server]\nworkers = 65\n", "server.workers: 65 is not allowed (1 to 64)"),
-        ('[server]\nworkers = "all"\n', "server.workers: 'all' is not allowed (1 to 64, or \"auto\")"),
+        (
+            '[server]\nworkers = "all"\n',
+            "server.workers: 'all' is not allowed (1 to 64, or \"auto\")",
+        ),
         (
             "[state]\nlease_ttl_seconds = 1\nsync_interval_seconds = 1\n",
             "state: lease_ttl_seconds (1) must be at least 4 times sync_interval_seconds (1)",
