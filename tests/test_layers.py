@@ -15,7 +15,7 @@ so that no two packages form a cycle)::
     gateway        gateway                      the request's way: plan, attempts, outcomes
     web            dashboard, then api          HTTP: dialects, routes, middlewares
     app            app                          create_app
-    process        supervisor, then server      worker processes, uvicorn
+    process        supervisor, serving, server  worker processes, uvicorn, `nexus serve`
     cli            cli, then __main__           the command line
 
 A module's imports anywhere in it count (inside functions and under ``TYPE_CHECKING`` too).
@@ -48,6 +48,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "api",
         "app",
         "supervisor",
+        "serving",
         "server",
         "cli",
         "__main__",

@@ -31,6 +31,7 @@ from loguru import logger
 from nexus.config import NexusConfig
 from nexus.routing import CloudUse
 from nexus.state.ledger import GLOBAL, Ledger
+from nexus.state.usage_path import budgets_configured
 
 Period = Literal["day", "month"]
 Action = Literal["warn", "local_only", "block"]
@@ -134,14 +135,7 @@ class Budgets:
                 for period, usd in limits
                 if usd is not None
             )
-        self.active = self.configured(config)
-
-    @staticmethod
-    def configured(config: NexusConfig) -> bool:
-        """Whether ``config`` sets any budget (the gateway's or a client's)."""
-        clients = config.clients
-        spent = any(c.daily_usd is not None or c.monthly_usd is not None for c in clients)
-        return spent or config.routing.budget.monthly_limit_usd is not None
+        self.active = budgets_configured(config)
 
     def budgets_of(self, tenant: str | None) -> tuple[Budget, ...]:
         """The budgets a request of ``tenant`` is judged by."""

@@ -10,7 +10,6 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +21,12 @@ from nexus.config import BackendConfig, NexusConfig
 from nexus.config.kinds import Transport
 from nexus.discovery import MdnsDiscovery
 from nexus.gateway.attempts import Attempts
-from nexus.gateway.budgets import Budgets
 from nexus.gateway.opener import UpstreamOpener
 from nexus.gateway.ratelimit_redis import RedisRateLimiter
 from nexus.health.checker import HealthChecker
 from nexus.health.probes import ShowCache, probe_all
 from nexus.state.ledger import Ledger, MemoryLedger
+from nexus.state.usage_path import usage_file
 from nexus.upstream.relay import relay_session
 
 if TYPE_CHECKING:
@@ -217,10 +216,6 @@ def _shared_limiter(gateway: Gateway, redis: Any) -> RedisRateLimiter | None:
     )
 
 
-#: The usage ledger's file when a budget is set and no [state] usage_path is.
-DEFAULT_USAGE_PATH = "nexus-usage.db"
-
-
 def _ledger(gateway: Gateway, redis: Any) -> Ledger:
     """The usage ledger: on ``redis`` with the redis backend, else the SQLite file of
     ``[state] usage_path`` (by default nexus-usage.db when a budget is set), else memory."""
@@ -238,16 +233,6 @@ def _ledger(gateway: Gateway, redis: Any) -> Ledger:
 
     logger.info("usage and spend are kept in {}", path.resolve())
     return SqliteLedger(path, flush_interval=interval)
-
-
-def usage_file(config: NexusConfig) -> Path | None:
-    """The usage ledger's SQLite file: ``[state] usage_path``, or nexus-usage.db when a budget
-    is set; None with Redis or without either (memory)."""
-    state = config.state
-    if state.backend == "redis":
-        return None
-    path = state.usage_path or (DEFAULT_USAGE_PATH if Budgets.configured(config) else None)
-    return None if path is None else Path(path)
 
 
 def _warm_up_translation(config: NexusConfig) -> asyncio.Task[None] | None:
