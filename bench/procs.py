@@ -1,7 +1,12 @@
 """Processes under test: start, wait until they answer, read their CPU and memory, stop.
 
-CPU and memory come from ``/proc``: ``utime + stime`` of the process and its descendants (a server
-that forks a worker is counted whole), ``VmRSS`` (resident now) and ``VmHWM`` (peak resident).
+CPU and memory come from ``/proc``, summed over the process tree (the process and every
+descendant, found through ``/proc/<pid>/task/<tid>/children``, so a server that starts worker
+processes, such as ``nexus serve`` with ``[server] workers = "auto"``, is counted whole):
+``utime + stime`` of each, plus ``cutime + cstime`` (its children that have exited and been
+waited for: a replaced worker's CPU does not vanish from the sum), ``VmRSS`` (resident now) and
+``VmHWM`` (each process's own peak resident; their sum is an upper bound of the tree's peak, as
+the processes need not peak at the same moment).
 """
 
 from __future__ import annotations
@@ -115,21 +120,42 @@ def descendants(pid: int) -> list[int]:
     while queue:
         current = queue.pop()
         found.append(current)
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                text = Path(f"/proc/{current}/task/{task}/children").read_text()
-            except OSError:
-                continue
-            queue.extend(int(child) for child in text.split())
+        queue.extend(children(current))
     return found
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (those started by any of its threads)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def worker_children(pid: int) -> list[int]:
+    """The children of ``pid`` that are ``multiprocessing`` workers (started with ``spawn``), not
+    its resource tracker: the worker processes of ``nexus serve`` with several workers."""
+    workers = []
+    for child in children(pid):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"spawn_main" in arg for arg in argv):
+            workers.append(child)
+    return sorted(workers)
+
+
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds of ``pid`` and its descendants so far."""
+    """User plus system CPU seconds of ``pid`` and its descendants so far, with those of the
+    descendants that have exited and been waited for (``cutime``, ``cstime``)."""
     total = 0
     for each in descendants(pid):
         try:
@@ -137,12 +163,13 @@ def cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        # utime, stime, cutime, cstime (fields 14 to 17 of proc(5))
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total / TICKS
 
 
 def memory_mb(pid: int) -> dict[str, float]:
-    """``rss_mb`` (VmRSS) and ``peak_rss_mb`` (VmHWM), summed over the process tree."""
+    """``rss_mb`` (VmRSS) and ``peak_rss_mb`` (VmHWM), each summed over the process tree."""
     rss = peak = 0
     for each in descendants(pid):
         try:

@@ -8,6 +8,9 @@ from rich.console import Console
 from rich.table import Table
 
 Row = dict[str, Any]
+#: The column of ``nexus-auto`` (``bench.targets.NEXUS_AUTO``): Nexus with ``workers = "auto"``.
+NEXUS_AUTO_LABEL = "Nexus workers=auto"
+FIXED_LABELS = {"direct": "direct", "nexus": "Nexus", "nexus-auto": NEXUS_AUTO_LABEL}
 
 
 def _get(data: dict[str, Any], *path: str) -> Any:
@@ -196,17 +199,20 @@ def print_report(r: dict[str, Any], console: Console | None = None) -> None:
 
 
 def not_measured(r: dict[str, Any]) -> dict[str, str]:
-    """Each rival left out of the run, and why (a skip flag, or the install or start error)."""
+    """Each rival (and ``nexus-auto``) left out of the run, and why (a skip flag, or the install
+    or start error)."""
     rivals: dict[str, dict[str, Any]] = r.get("rivals") or {}
     out = {name: str(e.get("why_not")) for name, e in rivals.items() if not e.get("measured")}
+    auto = r.get("nexus_auto")
+    if isinstance(auto, dict) and not auto.get("measured"):
+        out = {"nexus-auto": str(auto.get("why_not")), **out}
     if r.get("litellm_error") and "litellm" not in rivals:  # a report from before bench.rivals
         out["litellm"] = str(r["litellm_error"])
     return out
 
 
 def _label(r: dict[str, Any], name: str) -> str:
-    fixed = {"direct": "direct", "nexus": "Nexus"}
-    return fixed.get(name) or str(_get(r, "rivals", name, "label") or name)
+    return FIXED_LABELS.get(name) or str(_get(r, "rivals", name, "label") or name)
 
 
 def _bytes_cell(r: dict[str, Any], name: str) -> str:
@@ -234,15 +240,31 @@ GATEWAY_ROWS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
 )
 
 
+def _tree_note(r: dict[str, Any]) -> list[str]:
+    """How CPU and RSS cover a gateway of several processes (``nexus-auto``), when measured."""
+    auto = r.get("nexus_auto")
+    if not isinstance(auto, dict) or not auto.get("measured"):
+        return []
+    return [
+        f"{NEXUS_AUTO_LABEL}: {auto.get('workers')} workers ({auto.get('processes')} processes: "
+        "nexus serve, its workers and multiprocessing's resource tracker). CPU and RSS of every "
+        "gateway are summed over its process tree: RSS at ready = sum of VmRSS (for workers=auto "
+        "once every worker has answered), peak RSS = sum of each process's VmHWM."
+    ]
+
+
 def gateways_table(r: dict[str, Any]) -> Table:
     """One column per target, rivals included when left out (their cells empty, the caption says
     why): the figures that compare gateways at a glance."""
     measured = list(r["meta"]["targets"])
     names = measured + [n for n in r.get("rivals") or {} if n not in measured]
     missing = not_measured(r)
+    if "nexus-auto" in missing and "nexus-auto" not in names:
+        names.insert(names.index("nexus") + 1 if "nexus" in names else len(names), "nexus-auto")
+    lines = [f"{_label(r, n)}: not measured, {why}" for n, why in missing.items()]
     table = Table(
         title="Gateways side by side (added = target - direct; CPU of the gateway process tree)",
-        caption="\n".join(f"{_label(r, n)}: not measured, {why}" for n, why in missing.items()),
+        caption="\n".join([*_tree_note(r), *lines]),
     )
     table.add_column("measure")
     for name in names:

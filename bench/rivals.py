@@ -56,7 +56,12 @@ RIVALS = (
     Rival("litellm", "LiteLLM proxy", "--skip-litellm", litellm_proxy.start,
           litellm_proxy.LiteLLMUnavailable, litellm_proxy.version),
 )  # fmt: skip
-LABELS = {"direct": "direct", "nexus": "Nexus", **{r.name: r.label for r in RIVALS}}
+LABELS = {
+    "direct": "direct",
+    "nexus": "Nexus",
+    "nexus-auto": "Nexus workers=auto",
+    **{r.name: r.label for r in RIVALS},
+}
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

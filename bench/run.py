@@ -1,17 +1,18 @@
 """Nexus against a direct call and against vllm-router, Portkey and the LiteLLM proxy, in one
 interleaved run.
 
-``python -m bench.run [--quick] [--skip-vllm-router] [--skip-portkey] [--skip-litellm] [--no-100k]
-[--out bench/results/<date>.json]``
+``python -m bench.run [--quick] [--skip-nexus-auto] [--skip-vllm-router] [--skip-portkey]
+[--skip-litellm] [--no-100k] [--out bench/results/<date>.json]``
 
-Starts the fake upstream, Nexus (one vllm backend on it) and the rival gateways (``bench.rivals``:
+Starts the fake upstream, Nexus (one vllm backend on it), the same Nexus with ``[server] workers =
+"auto"`` (``nexus-auto``: one worker process per core) and the rival gateways (``bench.rivals``:
 vllm-router in its own venv, Portkey from npm, the LiteLLM proxy in its own venv, each on the same
 upstream), checks whether each returns the upstream's bytes unchanged, then measures them in
 alternating rounds: JSON latency at concurrency 1, throughput at 8 and 32 (wrk), streaming TTFB and
 total time at 1 and 16, concurrent slow streams held, CPU per request and memory of each gateway;
 then Nexus start-up time, Nexus memory after 1,000 and 100,000 requests, and the planner
 micro-benchmark. Prints the tables and writes the JSON. ``--quick`` is the ~20 s smoke version (no
-rival, tiny counts).
+rival, no ``nexus-auto``, tiny counts).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from typing import Any
 
 from bench import RESULTS, litellm_proxy, phases, phases_load, planner, procs, rivals
 from bench.load import Loader, run_async
-from bench.report import checks, print_report
-from bench.targets import Target, start_nexus, start_upstream
+from bench.report import NEXUS_AUTO_LABEL, checks, print_report
+from bench.targets import NEXUS_AUTO, Target, start_nexus, start_nexus_auto, start_upstream
 
 #: Seconds a full run may take: 10 minutes was the limit with LiteLLM as the only rival, 15 with
 #: vllm-router and Portkey too (installs on a first run included); the memory-growth phase, last,
@@ -85,6 +86,9 @@ QUICK = Sizes(
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="~20 s smoke run, no rival gateway")
+    parser.add_argument(
+        "--skip-nexus-auto", action="store_true", help='do not start Nexus with workers = "auto"'
+    )
     rivals.add_flags(parser)
     parser.add_argument("--no-100k", action="store_true", help="memory growth to 10k, not 100k")
     parser.add_argument("--no-wrk", action="store_true", help="use the asyncio load client")
@@ -142,6 +146,10 @@ def start_gateways(
     stack.callback(nexus.stop)
     targets = [Target("direct", port, None, HEADERS), Target("nexus", nexus_port, nexus, HEADERS)]
     ready(targets[1])
+    auto = start_auto(args, report, workdir, stack, port)
+    if auto is not None:
+        targets.append(auto)
+        ready(auto)
     if args.baseline is not None:
         base, base_port = start_nexus(workdir, port, BASELINE, source=args.baseline.resolve())
         stack.callback(base.stop)
@@ -152,6 +160,28 @@ def start_gateways(
     report["meta"]["litellm_proxy_version"] = litellm_proxy.version()  # installed by now
     report["meta"]["rival_versions"] = rivals.versions()
     return targets
+
+
+def start_auto(
+    args: argparse.Namespace, report: dict[str, Any], workdir: Path, stack: ExitStack, port: int
+) -> Target | None:
+    """``nexus-auto`` unless skipped; ``report["nexus_auto"]`` says how many workers it runs, or
+    why it is not measured. Its RSS at ready is read once every worker has answered."""
+    entry: dict[str, Any] = {"label": NEXUS_AUTO_LABEL, "measured": False}
+    report["nexus_auto"] = entry
+    flag = "--quick" if args.quick else "--skip-nexus-auto" if args.skip_nexus_auto else None
+    if flag is not None:
+        entry["why_not"] = f"skipped ({flag})"
+        return None
+    try:
+        proc, auto_port, info = start_nexus_auto(workdir, port)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        entry["why_not"] = str(exc).splitlines()[0]
+        print(f"{NEXUS_AUTO} unavailable: {exc}", file=sys.stderr)
+        return None
+    stack.callback(proc.stop)
+    entry.update(measured=True, **info)
+    return Target(NEXUS_AUTO, auto_port, proc, HEADERS)
 
 
 def measure(

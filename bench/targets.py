@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from bench import procs
 from bench.http1 import build_request
@@ -12,6 +17,8 @@ from bench.upstream import MODEL, SLOW_MODEL
 
 NEXUS = str(Path(sys.executable).with_name("nexus"))
 CHAT = "/v1/chat/completions"
+#: The target ``nexus serve`` with ``[server] workers = "auto"`` (one worker process per core).
+NEXUS_AUTO = "nexus-auto"
 DUMMY_KEY_ENV = "BENCH_DUMMY_ANTHROPIC_KEY"
 MESSAGES = (
     b'[{"role":"system","content":"You are a helpful assistant. Answer briefly."},'
@@ -62,10 +69,14 @@ def start_upstream(
     return proc, port
 
 
-def nexus_config(upstream_port: int, port: int, translated: bool = False) -> str:
-    """One vllm backend on the fake upstream; ``translated`` adds an (unreachable) Anthropic one."""
+def nexus_config(
+    upstream_port: int, port: int, translated: bool = False, workers: str | None = None
+) -> str:
+    """One vllm backend on the fake upstream; ``translated`` adds an (unreachable) Anthropic one,
+    ``workers`` sets ``[server] workers`` (e.g. ``'"auto"'``, TOML as written)."""
+    server = "" if workers is None else f"workers = {workers}\n"
     text = (
-        f'[server]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\n{server}\n'
         "[discovery]\nenabled = false\n\n"
         "[health_check]\ninterval_seconds = 3600\ntimeout_seconds = 5\n"
         "failure_threshold = 3\nrecovery_threshold = 1\n\n"
@@ -87,13 +98,15 @@ def start_nexus(
     name: str = "nexus",
     translated: bool = False,
     source: Path | None = None,
+    workers: str | None = None,
 ) -> tuple[procs.Proc, int]:
     """Start ``nexus serve`` and wait for its first ``/health`` 200 (recorded as ``ready_after``);
     ``notes["routable_after"]`` is when ``/health/ready`` said the backend was healthy. With
-    ``source`` (another checkout), the package is imported from there (``PYTHONPATH``)."""
+    ``source`` (another checkout), the package is imported from there (``PYTHONPATH``);
+    ``workers`` is ``[server] workers`` (see :func:`nexus_config`)."""
     port = procs.free_port()
     config = workdir / f"{name}.toml"
-    config.write_text(nexus_config(upstream_port, port, translated))
+    config.write_text(nexus_config(upstream_port, port, translated, workers))
     argv = [NEXUS, "serve", "--config", str(config), "--host", "127.0.0.1",
             "--port", str(port), "--no-discovery"]  # fmt: skip
     env = {DUMMY_KEY_ENV: "dummy-key"} if translated else {}
@@ -107,3 +120,48 @@ def start_nexus(
     proc.notes["routable_after"] = f"{proc.ready_after:.3f}"
     proc.ready_after = health_after
     return proc, port
+
+
+def start_nexus_auto(
+    workdir: Path, upstream_port: int, timeout: float = 30.0
+) -> tuple[procs.Proc, int, dict[str, Any]]:
+    """``nexus serve`` with ``[server] workers = "auto"``, ready once every worker answers.
+
+    Its first ``/health`` 200 (``ready_after``) may come from one worker while another is still
+    importing, so this then asks ``GET /v1/stats`` on fresh connections until each worker child
+    of the parent has answered (its ``process.pid``). The dict: ``workers`` (the parent's worker
+    children then, 1 when it serves in-process), ``processes`` (the whole tree: the parent, the
+    workers and multiprocessing's resource tracker), ``all_workers_after_s`` and
+    ``cpu_affinity`` (the cores it may run on, which ``"auto"`` counts)."""
+    proc, port = start_nexus(workdir, upstream_port, NEXUS_AUTO, workers='"auto"')
+    answered: set[int] = set()
+    deadline = time.perf_counter() + timeout
+    workers: list[int] = []
+    with httpx.Client(timeout=2.0, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        while True:
+            workers = procs.worker_children(proc.pid)
+            if set(workers) <= answered and (workers or answered):
+                break
+            if time.perf_counter() > deadline or not proc.alive():
+                proc.stop()
+                raise TimeoutError(
+                    f"{NEXUS_AUTO}: workers {sorted(set(workers) - answered)} did not answer "
+                    f"within {timeout} s:\n{proc.log_tail()}"
+                )
+            try:
+                reply = client.get(f"http://127.0.0.1:{port}/v1/stats").json()
+                answered.add(int(reply["process"]["pid"]))
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                time.sleep(0.05)
+    return (
+        proc,
+        port,
+        {
+            "config": '[server] workers = "auto"',
+            "workers": max(1, len(workers)),
+            "worker_pids": workers,
+            "processes": len(procs.descendants(proc.pid)),
+            "all_workers_after_s": round(time.perf_counter() - proc.started_at, 3),
+            "cpu_affinity": len(os.sched_getaffinity(0)),
+        },
+    )

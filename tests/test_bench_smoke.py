@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -61,6 +62,7 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     assert "Targets" in done.stdout
     assert set(report["rivals"]) == {"vllm-router", "portkey", "litellm"}
     assert all(not e["measured"] and "--quick" in e["why_not"] for e in report["rivals"].values())
+    assert not report["nexus_auto"]["measured"] and "--quick" in report["nexus_auto"]["why_not"]
     assert report["upstream_bytes"]["nexus"]["json"]["unchanged"] is True
     assert "Gateways side by side" in done.stdout
 
@@ -90,6 +92,34 @@ def test_a_missing_rival_is_an_explained_gap() -> None:
     assert "vllm-router: not measured, pip failed" in text
     assert "Portkey: not measured, skipped (--quick)" in text
     assert "yes / yes" in text and "800" in text
+
+
+def test_nexus_auto_sits_right_after_nexus_with_its_workers_noted() -> None:
+    def row(rps: float) -> dict[str, float]:
+        return {"rps": rps}
+
+    report: dict[str, Any] = {
+        "meta": {"targets": ["direct", "nexus", "nexus-auto", "portkey"]},
+        "throughput": {"c32": {"direct": row(9000), "nexus": row(800), "nexus-auto": row(1500),
+                               "portkey": row(700)}},
+        "nexus_auto": {"measured": True, "workers": 2, "processes": 4},
+        "rivals": {"portkey": {"label": "Portkey", "measured": True}},
+    }  # fmt: skip
+    console = Console(record=True, width=200)
+    console.print(gateways_table(report))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if "measure" in line)
+    assert header.index("Nexus ") < header.index("Nexus workers=auto") < header.index("Portkey")
+    assert "Nexus workers=auto: 2 workers (4 processes" in text and "VmHWM" in text
+
+    report["meta"]["targets"] = ["direct", "nexus", "portkey"]
+    report["nexus_auto"] = {"measured": False, "why_not": "skipped (--skip-nexus-auto)"}
+    console = Console(record=True, width=200)
+    console.print(gateways_table(report))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if "measure" in line)
+    assert header.index("Nexus ") < header.index("Nexus workers=auto (-)") < header.index("Portkey")
+    assert "Nexus workers=auto: not measured, skipped (--skip-nexus-auto)" in text
 
 
 WRK_OUTPUT = """Running 4s test @ http://127.0.0.1:8000/v1/chat/completions
