@@ -13,17 +13,14 @@ same fake upstream as Nexus.
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
-from bench import procs
+from bench import procs, venvs
 from bench.upstream import MODEL, SLOW_MODEL
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-litellm"
 REQUIREMENTS = HERE / "litellm-proxy-requirements.txt"
-MARKER = VENV / ".bench-requirements.sha256"
 MASTER_KEY = "sk-bench-master-key"
 INSTALL_TIMEOUT = 1200
 READY_TIMEOUT = 60.0
@@ -39,31 +36,16 @@ def _wanted_hash() -> str:
 
 def ensure_venv(log: Path) -> Path:
     """Create or refresh the venv; the path of its ``litellm`` command."""
-    command = VENV / "bin" / "litellm"
-    wanted = _wanted_hash()
-    if command.exists() and MARKER.exists() and MARKER.read_text().strip() == wanted:
-        return command
-    print(f"installing the LiteLLM proxy into {VENV} (once; output in {log}) ...", flush=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    steps = [
-        [sys.executable, "-m", "venv", str(VENV)],
-        [str(VENV / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-         "-q", "-r", str(REQUIREMENTS)],
-    ]  # fmt: skip
-    with log.open("ab") as sink:
-        for step in steps:
-            try:
-                done = subprocess.run(step, stdout=sink, stderr=subprocess.STDOUT,
-                                      timeout=INSTALL_TIMEOUT, check=False)  # fmt: skip
-            except subprocess.TimeoutExpired:
-                raise LiteLLMUnavailable(f"{step[2]} timed out after {INSTALL_TIMEOUT} s") from None
-            if done.returncode != 0:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-                raise LiteLLMUnavailable(f"{' '.join(step[:4])} failed:\n{tail}")
-    if not command.exists():
-        raise LiteLLMUnavailable(f"installed, but {command} is missing")
-    MARKER.write_text(wanted + "\n")
-    return command
+    return venvs.ensure(
+        VENV,
+        "litellm",
+        ["-r", str(REQUIREMENTS)],
+        wanted=_wanted_hash(),
+        what="the LiteLLM proxy",
+        log=log,
+        timeout=INSTALL_TIMEOUT,
+        error=LiteLLMUnavailable,
+    )
 
 
 def version() -> str | None:

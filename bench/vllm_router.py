@@ -15,16 +15,13 @@ it listens it waits until every worker answers ``/health``; ready is its ``/read
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
-from bench import procs
+from bench import procs, venvs
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-vllm-router"
 REQUIREMENT = "vllm-router==0.1.17"
-MARKER = VENV / ".bench-requirement.sha256"
 INSTALL_TIMEOUT = 900
 READY_TIMEOUT = 60.0
 
@@ -39,35 +36,16 @@ def _wanted_hash() -> str:
 
 def ensure_venv(log: Path) -> Path:
     """Create or refresh the venv; the path of its ``vllm-router`` command."""
-    command = VENV / "bin" / "vllm-router"
-    wanted = _wanted_hash()
-    if command.exists() and MARKER.exists() and MARKER.read_text().strip() == wanted:
-        return command
-    print(f"installing {REQUIREMENT} into {VENV} (once; output in {log}) ...", flush=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(VENV)],
-        [str(VENV / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-         "-q", REQUIREMENT],
-    ]  # fmt: skip
-    with log.open("ab") as sink:
-        for step in steps:
-            try:
-                done = subprocess.run(step, stdout=sink, stderr=subprocess.STDOUT,
-                                      timeout=INSTALL_TIMEOUT, check=False)  # fmt: skip
-            except subprocess.TimeoutExpired:
-                raise VLLMRouterUnavailable(
-                    f"{' '.join(step[:4])} timed out after {INSTALL_TIMEOUT} s"
-                ) from None
-            except OSError as exc:
-                raise VLLMRouterUnavailable(f"{' '.join(step[:4])}: {exc}") from None
-            if done.returncode != 0:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-                raise VLLMRouterUnavailable(f"{' '.join(step[:4])} failed:\n{tail}")
-    if not command.exists():
-        raise VLLMRouterUnavailable(f"installed, but {command} is missing")
-    MARKER.write_text(wanted + "\n")
-    return command
+    return venvs.ensure(
+        VENV,
+        "vllm-router",
+        [REQUIREMENT],
+        wanted=_wanted_hash(),
+        what=REQUIREMENT,
+        log=log,
+        timeout=INSTALL_TIMEOUT,
+        error=VLLMRouterUnavailable,
+    )
 
 
 def version() -> str | None:
