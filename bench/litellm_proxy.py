@@ -84,9 +84,7 @@ def start(workdir: Path, upstream_port: int) -> tuple[procs.Proc, int]:
     port = procs.free_port()
     argv = [str(command), "--config", str(config), "--host", "127.0.0.1",
             "--port", str(port), "--num_workers", "1"]  # fmt: skip
-    proc = procs.start("litellm", argv, workdir / "litellm.log", environment())
-    try:
-        procs.wait_ready(proc, f"http://127.0.0.1:{port}/health/liveliness", READY_TIMEOUT)
-    except (RuntimeError, TimeoutError) as exc:
-        raise LiteLLMUnavailable(str(exc)) from None
+    url = f"http://127.0.0.1:{port}/health/liveliness"
+    proc = procs.start_ready("litellm", argv, workdir / "litellm.log", url, READY_TIMEOUT,
+                             LiteLLMUnavailable, environment())  # fmt: skip
     return proc, port

@@ -23,10 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
-from bench import procs
+from bench import procs, venvs
 
 HERE = Path(__file__).resolve().parent
 FOLDER = HERE / ".portkey"
@@ -83,15 +82,7 @@ def ensure_installed(log: Path) -> None:
     FOLDER.mkdir(parents=True)
     shutil.copyfile(PACKAGE_JSON, FOLDER / "package.json")
     step = [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts", "--omit=dev"]
-    with log.open("ab") as sink:
-        try:
-            done = subprocess.run(step, cwd=FOLDER, stdout=sink, stderr=subprocess.STDOUT,
-                                  timeout=INSTALL_TIMEOUT, check=False)  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise PortkeyUnavailable(f"npm install timed out after {INSTALL_TIMEOUT} s") from None
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise PortkeyUnavailable(f"npm install failed:\n{tail}")
+    venvs.run_steps([step], log, INSTALL_TIMEOUT, PortkeyUnavailable, cwd=FOLDER)
     if not ENTRY.exists():
         raise PortkeyUnavailable(f"installed, but {ENTRY} is missing")
     _check_versions()
@@ -125,9 +116,7 @@ def start(workdir: Path, upstream_port: int) -> tuple[procs.Proc, int]:
     _check_versions()
     port = procs.free_port()
     args = argv(node, port)
-    proc = procs.start("portkey", args, workdir / "portkey.log")
-    try:
-        procs.wait_ready(proc, f"http://127.0.0.1:{port}/", READY_TIMEOUT)
-    except (RuntimeError, TimeoutError) as exc:
-        raise PortkeyUnavailable(str(exc)) from None
+    url = f"http://127.0.0.1:{port}/"
+    proc = procs.start_ready("portkey", args, workdir / "portkey.log", url, READY_TIMEOUT,
+                             PortkeyUnavailable)  # fmt: skip
     return proc, port

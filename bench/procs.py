@@ -114,6 +114,25 @@ def wait_ready(
     raise TimeoutError(f"{proc.name} not ready at {url} within {timeout} s:\n{proc.log_tail()}")
 
 
+def start_ready(
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    url: str,
+    timeout: float,
+    error: type[RuntimeError],
+    env: dict[str, str] | None = None,
+) -> Proc:
+    """:func:`start` then :func:`wait_ready`; a process that exits or is not ready in time
+    raises ``error`` (a rival gateway's "unavailable", whose message says why)."""
+    proc = start(name, argv, log, env)
+    try:
+        wait_ready(proc, url, timeout)
+    except (RuntimeError, TimeoutError) as exc:
+        raise error(str(exc)) from None
+    return proc
+
+
 def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it."""
     found, queue = [], [pid]

@@ -1,4 +1,5 @@
-"""A rival gateway's own virtual environment, built once and rebuilt when what it pins changes."""
+"""A rival gateway's own installation: install steps run with their output to a log, and a
+Python virtual environment built once and rebuilt when what it pins changes."""
 
 from __future__ import annotations
 
@@ -32,11 +33,27 @@ def ensure(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
          "-q", *pip_args],
     ]  # fmt: skip
+    run_steps(steps, log, timeout, error)
+    if not path.exists():
+        raise error(f"installed, but {path} is missing")
+    marker.write_text(wanted + "\n")
+    return path
+
+
+def run_steps(
+    steps: list[list[str]],
+    log: Path,
+    timeout: int,
+    error: type[RuntimeError],
+    cwd: Path | None = None,
+) -> None:
+    """Run each install step in turn, output appended to ``log``; raise ``error`` naming the step
+    (with the log's last lines) when one fails, times out or cannot start."""
     with log.open("ab") as sink:
         for step in steps:
             name = " ".join(step[:4])
             try:
-                done = subprocess.run(step, stdout=sink, stderr=subprocess.STDOUT,
+                done = subprocess.run(step, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT,
                                       timeout=timeout, check=False)  # fmt: skip
             except subprocess.TimeoutExpired:
                 raise error(f"{name} timed out after {timeout} s") from None
@@ -45,7 +62,3 @@ def ensure(
             if done.returncode != 0:
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
                 raise error(f"{name} failed:\n{tail}")
-    if not path.exists():
-        raise error(f"installed, but {path} is missing")
-    marker.write_text(wanted + "\n")
-    return path

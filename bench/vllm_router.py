@@ -65,9 +65,7 @@ def start(workdir: Path, upstream_port: int) -> tuple[procs.Proc, int]:
     command = ensure_venv(workdir / "vllm-router-install.log")
     port = procs.free_port()
     args = argv(command, port, procs.free_port(), upstream_port)
-    proc = procs.start("vllm-router", args, workdir / "vllm-router.log")
-    try:
-        procs.wait_ready(proc, f"http://127.0.0.1:{port}/readiness", READY_TIMEOUT)
-    except (RuntimeError, TimeoutError) as exc:
-        raise VLLMRouterUnavailable(str(exc)) from None
+    url = f"http://127.0.0.1:{port}/readiness"
+    proc = procs.start_ready("vllm-router", args, workdir / "vllm-router.log", url, READY_TIMEOUT,
+                             VLLMRouterUnavailable)  # fmt: skip
     return proc, port
