@@ -38,15 +38,34 @@ def _escape(text: str) -> str:
 
 def json_line(record: dict[str, Any]) -> bytes:
     """One log record as a JSON line: timestamp, level, message, then the bound fields."""
+    exception = record["exception"]
+    return _json_bytes(
+        record["time"],
+        record["level"].name,
+        record["message"],
+        record["name"],
+        record["extra"],
+        None if exception is None else repr(exception.value),
+    )
+
+
+def _json_bytes(
+    time: datetime,
+    level: str,
+    message: str,
+    name: str | None,
+    extra: dict[str, Any],
+    exception: str | None = None,
+) -> bytes:
     fields = {
-        "timestamp": record["time"].isoformat(),
-        "level": record["level"].name,
-        "message": record["message"],
-        "logger": record["name"],
-        **record["extra"],
+        "timestamp": time.isoformat(),
+        "level": level,
+        "message": message,
+        "logger": name,
+        **extra,
     }
-    if record["exception"] is not None:
-        fields["exception"] = repr(record["exception"].value)
+    if exception is not None:
+        fields["exception"] = exception
     return orjson.dumps(fields, default=str) + b"\n"
 
 
@@ -84,14 +103,7 @@ def request_line(name: str, message: str, fields: dict[str, Any]) -> None:
 
 
 def _json_request(name: str, message: str, fields: dict[str, Any]) -> None:
-    line = {
-        "timestamp": datetime.now().astimezone().isoformat(),
-        "level": "INFO",
-        "message": message,
-        "logger": name,
-        **fields,
-    }
-    sys.stderr.buffer.write(orjson.dumps(line, default=str) + b"\n")
+    sys.stderr.buffer.write(_json_bytes(datetime.now().astimezone(), "INFO", message, name, fields))
     sys.stderr.buffer.flush()
 
 
